@@ -1,0 +1,3 @@
+from spintui.tui.cli import main
+
+main()

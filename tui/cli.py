@@ -1,0 +1,394 @@
+"""The `spintui` command line.
+
+Heavy imports (torch, gymnasium, Textual) happen inside the commands that need them, so that
+`spintui --help` and `spintui runs` start fast. Every user mistake ends in one line on stderr and
+exit code 2 (usage) or 1 (runtime); `--debug` shows tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import time
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+try:  # typer >= 0.26 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on real click
+    from click import exceptions as click_exceptions
+
+from spintui import __version__
+from spintui.algos.config import ALGO_CONFIGS, ALGO_SUMMARIES, ConfigError, coerce, field_type
+from spintui.profiles.runs import RUNS_DIR_ENV, default_runs_dir
+from spintui.profiles.store import RunError
+
+
+class CLIError(Exception):
+    """A runtime error for the user: printed as one line, exit 1."""
+
+
+class UsageProblem(Exception):
+    """A usage error found after parsing (bad value, bad combination): one line, exit 2."""
+
+
+app = typer.Typer(
+    name="spintui",
+    help="Train Spinning Up's RL algorithms, profile block-sparse kernels, and watch runs live.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+train_app = typer.Typer(help="Train an agent: spintui train ALGO --env ID.", no_args_is_help=True)
+profile_app = typer.Typer(help="Profile kernels: spintui profile blocksparse.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(profile_app, name="profile")
+
+RunsDirOption = typer.Option(
+    None, "--runs-dir", envvar=RUNS_DIR_ENV, help=f"Directory of runs [default: ./runs, or ${RUNS_DIR_ENV}]."
+)
+
+
+def runs_dir_or_default(runs_dir: Optional[Path]) -> Path:
+    return runs_dir if runs_dir is not None else default_runs_dir()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"spintui {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """spintui: Spinning Up's RL algorithms and block-sparse kernels, with a live terminal dashboard."""
+
+
+# --------------------------------------------------------------------------------------------------
+# spintui runs
+
+
+@app.command("runs")
+def runs_cmd(
+    runs_dir: Optional[Path] = RunsDirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List runs with their status (a running run with a stale heartbeat shows as crashed)."""
+    from spintui.profiles.runs import format_age, list_runs
+
+    directory = runs_dir_or_default(runs_dir)
+    if runs_dir is not None and not directory.exists():
+        raise CLIError(f"runs directory {directory} does not exist")
+    runs = list_runs(directory)
+    now = time.time()
+    rows = []
+    for r in runs:
+        m = r.manifest
+        progress = m.get("progress") or {}
+        rows.append({
+            "name": r.name,
+            "path": str(r.path),
+            "kind": m.get("kind"),
+            "algo": m.get("algo") or m.get("benchmark"),
+            "env": m.get("env"),
+            "status": r.status,
+            "steps": progress.get("step"),
+            "total_steps": progress.get("total_steps"),
+            "last_return": progress.get("last_return"),
+            "start_time": m.get("start_time"),
+            "age_s": round(now - r.start_time, 1),
+        })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print(f"No runs in {directory}. Start one: spintui train sac --env Pendulum-v1")
+        return
+    colours = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red bold", "stopped": "yellow"}
+    table = Table(title=f"runs in {directory}", title_justify="left")
+    for col in ("name", "kind", "algo", "env", "status", "steps", "last return", "age"):
+        table.add_column(col, justify="right" if col in ("steps", "last return", "age") else "left")
+    for row in rows:
+        steps = "" if row["steps"] is None else f"{row['steps']:,}"
+        if row["steps"] is not None and row["total_steps"]:
+            steps += f"/{row['total_steps']:,}"
+        ret = "" if row["last_return"] is None else f"{row['last_return']:.1f}"
+        status = row["status"]
+        table.add_row(row["name"], row["kind"] or "", row["algo"] or "", row["env"] or "",
+                      f"[{colours.get(status, 'white')}]{status}[/]", steps, ret, format_age(row["age_s"]))
+    console.print(table)
+
+
+# --------------------------------------------------------------------------------------------------
+# spintui train ALGO
+
+
+def _option_type(tp: typing.Any) -> typing.Any:
+    """The type Typer parses; tuples arrive as comma-separated text and are coerced later."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        tp = next(a for a in args if a is not type(None))
+    if typing.get_origin(tp) is tuple:
+        return str
+    return tp
+
+
+def _format_default(value: typing.Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def _make_train_command(algo: str):
+    cls = ALGO_CONFIGS[algo]
+    params = []
+    annotations = {}
+    for f in fields(cls):
+        tp = _option_type(field_type(cls, f))
+        help_text = f.metadata.get("help", "")
+        if f.name != "env":
+            help_text += f" [default: {_format_default(f.default)}]"
+        option = typer.Option(None, f"--{f.name.replace('_', '-')}", help=help_text, show_default=False)
+        annotations[f.name] = Optional[tp]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=Optional[tp]))
+    extras = {
+        "config": (Optional[Path], typer.Option(None, "--config", help="TOML file with the same keys (CLI wins).")),
+        "name": (Optional[str], typer.Option(None, "--name", help="Run name [default: date_time_algo_env_seed].")),
+        "runs_dir": (Optional[Path], RunsDirOption),
+        "headless": (bool, typer.Option(False, "--headless", help="No dashboard: a progress bar and a line per epoch.")),
+    }
+    for pname, (tp, option) in extras.items():
+        annotations[pname] = tp
+        params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=tp))
+
+    def command(**kwargs):
+        _train(algo, kwargs)
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = annotations
+    command.__name__ = f"train_{algo}"
+    command.__doc__ = f"{ALGO_SUMMARIES[algo]} Defaults follow Spinning Up."
+    return command
+
+
+for _algo in ALGO_CONFIGS:
+    train_app.command(_algo)(_make_train_command(_algo))
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageProblem(f"config file {path} not found") from None
+    except (OSError, ValueError) as exc:
+        raise UsageProblem(f"cannot read config file {path}: {exc}") from None
+    return data
+
+
+def resolve_train_config(algo: str, cli_values: dict, config_file: Optional[Path]):
+    """Defaults < TOML file < explicit CLI options; returns a validated config."""
+    from spintui.algos.config import make_config
+
+    values: dict = {}
+    if config_file is not None:
+        data = _read_toml(config_file)
+        values.update(data.get(algo, data) if isinstance(data.get(algo), dict) else data)
+    values.update({k: v for k, v in cli_values.items() if v is not None})
+    cls = ALGO_CONFIGS[algo]
+    for key in list(values):
+        name = key.replace("-", "_")
+        if name in {f.name for f in fields(cls)}:
+            values[key] = coerce(cls, name, values[key])
+    return make_config(algo, values)
+
+
+def _train(algo: str, kwargs: dict) -> None:
+    from spintui.algos.config import config_to_dict
+    from spintui.algos.envs import check_env
+    from spintui.profiles.store import create_run
+
+    config_file = kwargs.pop("config")
+    name = kwargs.pop("name")
+    runs_dir = runs_dir_or_default(kwargs.pop("runs_dir"))
+    headless = kwargs.pop("headless")
+    cfg = resolve_train_config(algo, kwargs, config_file)
+    check_env(algo, cfg.env)
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageProblem("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if name is not None:
+        if "/" in name or name in ("", ".", "..", "latest") or (runs_dir / name).exists():
+            raise UsageProblem(f"run name {name!r} is taken or invalid in {runs_dir}; pick another --name")
+    run_dir = create_run(runs_dir, kind="train", name=name, algo=algo, env=cfg.env, seed=cfg.seed,
+                         config=config_to_dict(cfg), argv=["spintui", *sys.argv[1:]])
+    proc = start_trainer(run_dir)
+    interactive = not headless and sys.stdout.isatty() and sys.stdin.isatty()
+    if interactive:
+        try:
+            from spintui.tui.app import run_dashboard  # noqa: F401
+        except ImportError:
+            interactive = False
+    if interactive:
+        from spintui.tui.app import run_dashboard
+
+        run_dashboard([run_dir], owned=proc)
+        return
+    from spintui.tui.follow import follow_run
+
+    status = follow_run(run_dir, proc)
+    if status == "failed":
+        raise CLIError(f"training failed: {_failure_reason(run_dir)} (log: {run_dir / 'output.log'})")
+
+
+def start_trainer(run_dir: Path):
+    """Start the trainer as its own process in its own session, so it survives this terminal."""
+    import subprocess
+
+    log = open(run_dir / "output.log", "ab")
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "spintui.algos.launch", str(run_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env,
+        )
+    finally:
+        log.close()
+
+
+def _failure_reason(run_dir: Path) -> str:
+    from spintui.profiles.store import read_manifest
+
+    try:
+        error = read_manifest(run_dir).get("error")
+    except RunError:
+        error = None
+    if error:
+        return str(error).splitlines()[0]
+    try:
+        lines = [ln for ln in (run_dir / "output.log").read_text(errors="replace").splitlines() if ln.strip()]
+        return lines[-1] if lines else "the trainer exited without a message"
+    except OSError:
+        return "the trainer exited without a message"
+
+
+# --------------------------------------------------------------------------------------------------
+# spintui watch / eval / profile
+
+
+@app.command("watch")
+def watch_cmd(
+    runs: Optional[list[str]] = typer.Argument(None, help="Run paths, names, globs or 'latest' [default: latest]."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Open the live dashboard on one or more runs, live or finished."""
+    raise CLIError("spintui watch is not built yet")
+
+
+@app.command("eval")
+def eval_cmd(
+    run: str = typer.Argument("latest", help="Run path, name or 'latest'."),
+    episodes: int = typer.Option(10, "--episodes", min=1, help="Episodes to run."),
+    render: bool = typer.Option(False, "--render", help="Render to a window (human mode)."),
+    seed: int = typer.Option(10_000, "--seed", help="Seed of the evaluation episodes."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Run a trained run's deterministic policy and print mean +- std return."""
+    raise CLIError("spintui eval is not built yet")
+
+
+@profile_app.command("blocksparse")
+def profile_blocksparse_cmd() -> None:
+    """Time block-sparse matmul kernels against dense and torch's BSR."""
+    raise CLIError("spintui profile blocksparse is not built yet")
+
+
+# --------------------------------------------------------------------------------------------------
+# entry point
+
+
+def _usage_message(exc: click_exceptions.UsageError) -> str:
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(message.split())
+    ctx = exc.ctx
+    if ctx is not None and hasattr(ctx.command, "list_commands") and "No such command" in message:
+        names = ctx.command.list_commands(ctx)
+        message = message.rstrip(".") + f"; commands: {', '.join(names)}"
+    elif ctx is not None and isinstance(exc, click_exceptions.NoSuchOption):
+        opts = sorted({o for p in ctx.command.params for o in p.opts if o.startswith("--")})
+        message = message.rstrip(".") + f"; see `{ctx.command_path} --help` for the {len(opts)} options"
+    elif "Missing command" in message and ctx is not None and hasattr(ctx.command, "list_commands"):
+        message = f"missing command; commands: {', '.join(ctx.command.list_commands(ctx))}"
+    prefix = ctx.command_path if ctx is not None else "spintui"
+    return f"{prefix}: error: {message}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("SPINTUI_DEBUG"))
+    try:
+        code = app(args=argv, prog_name="spintui", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click_exceptions.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            print(exc.ctx.get_help())
+            sys.exit(0 if exc.ctx.parent is None else 2)
+        if debug:
+            raise
+        print(_usage_message(exc), file=sys.stderr)
+        sys.exit(2)
+    except (UsageProblem, ConfigError) as exc:
+        if debug:
+            raise
+        print(f"spintui: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (CLIError, RunError) as exc:
+        if debug:
+            raise
+        print(f"spintui: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        print("spintui: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"spintui: error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
