@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from spintui.algos.config import DDPGConfig
-from spintui.algos.core import mlp
 from spintui.algos.offpolicy import (
+    MLP,
     QEnsemble,
     action_bounds,
     adam,
@@ -35,12 +35,12 @@ from spintui.algos.offpolicy import (
 class DeterministicActor(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, act_scale: torch.Tensor, act_center: torch.Tensor):
         super().__init__()
-        self.pi = mlp([obs_dim, *hidden_sizes, act_dim], nn.ReLU, nn.Tanh)
+        self.pi = MLP([obs_dim, *hidden_sizes, act_dim], output_activation=torch.tanh)
         self.register_buffer("act_scale", act_scale)
         self.register_buffer("act_center", act_center)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.pi(obs) * self.act_scale + self.act_center
+        return torch.addcmul(self.act_center, self.pi(obs), self.act_scale)
 
 
 class DDPG:

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from spintui.algos.config import SACConfig
-from spintui.algos.core import mlp
 from spintui.algos.offpolicy import (
+    MLP,
     QEnsemble,
     action_bounds,
     adam,
@@ -37,35 +37,31 @@ from spintui.algos.offpolicy import (
 
 LOG_STD_MIN, LOG_STD_MAX = -20, 2
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+LOG_2 = math.log(2)
 
 
 class SquashedGaussianActor(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, act_scale: torch.Tensor, act_center: torch.Tensor):
         super().__init__()
-        self.net = mlp([obs_dim, *hidden_sizes], nn.ReLU, nn.ReLU)
-        self.mu_layer = nn.Linear(hidden_sizes[-1], act_dim)
-        self.log_std_layer = nn.Linear(hidden_sizes[-1], act_dim)
+        # Hidden ReLU layers, then one linear layer giving the mean and log-std of each action dimension.
+        self.net = MLP([obs_dim, *hidden_sizes, 2 * act_dim])
+        self.act_dim = act_dim
         self.register_buffer("act_scale", act_scale)
         self.register_buffer("act_center", act_center)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False, with_logprob: bool = True):
-        h = self.net(obs)
-        mu = self.mu_layer(h)
-        log_std = torch.clamp(self.log_std_layer(h), LOG_STD_MIN, LOG_STD_MAX)
-        if deterministic:
-            u = mu
-            eps = None
-        else:
-            eps = torch.randn_like(mu)
-            u = mu + log_std.exp() * eps  # reparameterised sample
+        mu, log_std = self.net(obs).split(self.act_dim, dim=-1)
+        log_std = torch.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        eps = None if deterministic else torch.randn_like(mu)
+        u = mu if deterministic else torch.addcmul(mu, log_std.exp(), eps)  # reparameterised sample
         logp = None
         if with_logprob:
-            # Gaussian log-density at u (eps is the standardised sample), then the tanh correction
-            # (Spinning Up's numerically stable form of log(1 - tanh(u)^2), appendix C of the SAC paper).
-            z2 = eps.square() if eps is not None else torch.zeros_like(mu)
-            logp = (-0.5 * z2 - log_std - HALF_LOG_2PI).sum(-1)
-            logp = logp - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
-        action = torch.tanh(u) * self.act_scale + self.act_center
+            # log N(u; mu, std) = -(log_std + eps^2 / 2 + log(2 pi) / 2), then the tanh correction
+            # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)) (Spinning Up's numerically stable form).
+            half_eps2 = 0.0 if deterministic else 0.5 * eps.square()
+            neg_logp = log_std + half_eps2 + 2 * (LOG_2 - u - F.softplus(-2 * u))
+            logp = -neg_logp.sum(-1) - self.act_dim * HALF_LOG_2PI
+        action = torch.addcmul(self.act_center, torch.tanh(u), self.act_scale)
         return action, logp
 
 

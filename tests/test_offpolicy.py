@@ -295,7 +295,7 @@ def spintui(*args, cwd: Path) -> subprocess.CompletedProcess:
 def test_cli_train_then_eval(tmp_path):
     out = spintui("train", "sac", "--env", "Pendulum-v1", "--steps", "600", "--headless", "--name", "e2e",
                   "--threads", "1", "--start-steps", "200", "--update-after", "100", "--steps-per-epoch", "300",
-                  "--num-test-episodes", "2", cwd=tmp_path)
+                  "--num-test-episodes", "2", "--hidden-sizes", "64,64", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     run_dir = tmp_path / "runs" / "e2e"
     manifest = read_manifest(run_dir)
