@@ -519,18 +519,27 @@ class RunReader:
 
         if blob:
             arr = np.frombuffer(blob, dtype=scalar_dtype())
-            arr = arr[(arr["key"] ^ arr["check"]) == SCALAR_MAGIC]
+            keys = arr["key"]
+            valid = (keys ^ arr["check"]) == SCALAR_MAGIC
+            if not valid.all():  # zero-filled or damaged records
+                arr = arr[valid]
+                keys = arr["key"]
             if len(arr):
-                order = np.argsort(arr["key"], kind="stable")
-                arr = arr[order]
-                keys, starts = np.unique(arr["key"], return_index=True)
-                bounds = list(starts[1:]) + [len(arr)]
-                for key, lo, hi in zip(keys.tolist(), starts.tolist(), bounds):
+                counts = np.bincount(keys)
+                present = np.flatnonzero(counts)
+                columns = {f: arr[f] for f in ("step", "time", "value")}
+                if len(present) == 1:
+                    groups = [(int(present[0]), slice(None))]
+                elif len(present) <= 16:  # a boolean pass per key beats sorting a million keys
+                    groups = [(int(k), keys == k) for k in present]
+                else:
+                    order = np.argsort(keys, kind="stable")
+                    bounds = np.concatenate(([0], np.cumsum(counts[present])))
+                    groups = [(int(k), order[lo:hi]) for k, lo, hi in zip(present, bounds[:-1], bounds[1:])]
+                for key, index in groups:
                     name = self.key_names.get(key, f"key{key}")
-                    part = arr[lo:hi]
-                    update.scalars[name] = ScalarSeries(
-                        name, part["step"].copy(), part["time"].copy(), part["value"].copy()
-                    )
+                    step, when, value = (np.array(columns[f][index]) for f in ("step", "time", "value"))
+                    update.scalars[name] = ScalarSeries(name, step, when, value)
         return update
 
 
