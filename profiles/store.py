@@ -140,6 +140,9 @@ def versions() -> dict:
         m = sys.modules.get(mod)
         if m is not None:
             out[mod] = getattr(m, "__version__", "?")
+    revision = git_revision()
+    if revision:
+        out["spintui_git"] = revision
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         out["cuda"] = torch.version.cuda
@@ -153,6 +156,39 @@ def versions() -> dict:
     except Exception:  # telemetry is optional; never fail a run for it
         pass
     return out
+
+
+def git_revision(start: Path | None = None) -> str | None:
+    """The commit of the spintui checkout this code runs from, read from .git without a subprocess."""
+    here = (start or Path(__file__)).resolve()
+    for parent in [here, *here.parents]:
+        git = parent / ".git"
+        if git.is_file():  # a worktree: "gitdir: PATH"
+            try:
+                git = Path(git.read_text().split(":", 1)[1].strip())
+            except (OSError, IndexError):
+                return None
+        if git.is_dir():
+            try:
+                head = (git / "HEAD").read_text().strip()
+                if not head.startswith("ref:"):
+                    return head[:12]
+                ref = head.split(" ", 1)[1]
+                ref_file = git / ref
+                if not ref_file.exists():  # worktrees keep refs in the common dir
+                    common = git / "commondir"
+                    if common.exists():
+                        ref_file = (git / common.read_text().strip()).resolve() / ref
+                if ref_file.exists():
+                    return ref_file.read_text().strip()[:12]
+                packed = (ref_file.parents[len(Path(ref).parts) - 1] / "packed-refs")
+                for line in packed.read_text().splitlines() if packed.exists() else []:
+                    if line.endswith(" " + ref):
+                        return line.split()[0][:12]
+            except OSError:
+                return None
+            return None
+    return None
 
 
 def _safe_name_part(text: str) -> str:
