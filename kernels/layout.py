@@ -11,6 +11,8 @@ Everything a kernel needs is precomputed once, at construction:
 * column-ordered (CSC) indices: ``col_ptr`` over the ``heads * cols`` block-columns, ``csc_row_idx``
   and ``csc_value_idx`` (where each column-ordered block sits in the value tensor), so transposed
   products and backward passes never sort;
+* ``row_order`` / ``col_order``: block-rows / block-columns by decreasing block count, so GPU
+  programs start the longest rows first;
 * the same indices as Python lists for the CPU path, which walks them in Python.
 
 ``layout.to(device)`` returns the same layout with its index tensors on ``device``; the result is
@@ -28,6 +30,10 @@ from dataclasses import dataclass, field
 import torch
 
 BLOCK_SIZES = (16, 32, 64, 128)
+
+
+_INDEX_NAMES = ("row_ptr", "col_idx", "row_idx", "head_idx", "col_ptr", "csc_row_idx", "csc_value_idx",
+                "row_order", "col_order")
 
 
 def _check_block(block: int) -> int:
@@ -63,6 +69,8 @@ class BlockLayout:
     col_ptr: torch.Tensor = field(init=False, repr=False)
     csc_row_idx: torch.Tensor = field(init=False, repr=False)
     csc_value_idx: torch.Tensor = field(init=False, repr=False)
+    row_order: torch.Tensor = field(init=False, repr=False)
+    col_order: torch.Tensor = field(init=False, repr=False)
     host: dict = field(init=False, repr=False)
     _by_device: dict = field(init=False, repr=False)
 
@@ -88,9 +96,13 @@ class BlockLayout:
         csc_value_idx = torch.sort(head_col, stable=True).indices
         col_ptr = torch.zeros(heads * cols + 1, dtype=torch.int64)
         col_ptr[1:] = torch.bincount(head_col, minlength=heads * cols).cumsum(0)
+        # GPU programs take the longest block-rows (columns) first so short ones fill the tail
+        row_order = torch.sort(row_ptr.diff(), descending=True, stable=True).indices
+        col_order = torch.sort(col_ptr.diff(), descending=True, stable=True).indices
         indices = dict(
             row_ptr=row_ptr, col_idx=col.contiguous(), row_idx=row.contiguous(), head_idx=head.contiguous(),
             col_ptr=col_ptr, csc_row_idx=row[csc_value_idx].contiguous(), csc_value_idx=csc_value_idx,
+            row_order=row_order, col_order=col_order,
         )
         for name, value in indices.items():
             set_(self, name, value)
@@ -148,7 +160,7 @@ class BlockLayout:
             for name in ("mask", "block", "host", "_by_device"):
                 object.__setattr__(cached, name, getattr(self, name))
             object.__setattr__(cached, "device", device)
-            for name in ("row_ptr", "col_idx", "row_idx", "head_idx", "col_ptr", "csc_row_idx", "csc_value_idx"):
+            for name in _INDEX_NAMES:
                 object.__setattr__(cached, name, getattr(self, name).to(device))
             self._by_device[device] = cached
         return cached
