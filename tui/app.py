@@ -35,6 +35,7 @@ from spintui.profiles.store import RunError, read_manifest, request_stop
 from spintui.tui.data import (
     SMOOTHING_STEPS,
     PlotData,
+    Preload,
     RunTail,
     ViewSettings,
     format_duration,
@@ -284,8 +285,9 @@ class Dashboard(App):
     ]
 
     def __init__(self, run_dirs: list[Path | str], owned=None, refresh_s: float = REFRESH_S,
-                 telemetry_s: float = TELEMETRY_S) -> None:
+                 telemetry_s: float = TELEMETRY_S, preload: Preload | None = None) -> None:
         super().__init__()
+        self.preload = preload
         self.run_dirs = [Path(p) for p in run_dirs]
         if not self.run_dirs:
             raise RunError("no runs to watch")
@@ -350,9 +352,9 @@ class Dashboard(App):
     # -- workers -----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="data")
     def _data_worker(self) -> None:
-        tails: list[RunTail] = []
-        for p in self.run_dirs:
-            tails.append(RunTail(p))
+        tails = self.preload.tails() if self.preload is not None else None
+        if tails is None:
+            tails = [RunTail(p) for p in self.run_dirs]
         built_settings = None
         versions = None
         returns = loss = rate = None
@@ -662,12 +664,13 @@ def _exit_soon(delay: float = 3.0) -> None:
     os._exit(0)
 
 
-def run_dashboard(run_dirs: list[Path | str], owned=None) -> str:
+def run_dashboard(run_dirs: list[Path | str], owned=None, preload: Preload | None = None) -> str:
     """Show the dashboard until the user quits; returns closed, detached or stopped.
 
     `owned` is the trainer's Popen when this viewer started it: quitting then asks stop or detach.
+    `preload` is a `Preload` of the same runs started before Textual was imported.
     """
-    app = Dashboard(run_dirs, owned=owned)
+    app = Dashboard(run_dirs, owned=owned, preload=preload)
     app.run()
     name = Path(run_dirs[0]).name
     if owned is not None:

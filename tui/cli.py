@@ -315,9 +315,12 @@ def watch_cmd(
 
         follow_run(run_dirs[0])
         return
+    from spintui.tui.data import Preload
+
+    preload = Preload(run_dirs)  # reads the runs while Textual is imported
     from spintui.tui.app import run_dashboard
 
-    run_dashboard(run_dirs)
+    run_dashboard(run_dirs, preload=preload)
 
 
 def resolve_watch_runs(specs: list[str], runs_dir: Path) -> list[Path]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -383,6 +384,32 @@ class RunTail:
         return [(k, cfg[k]) for k in KEY_HYPERPARAMETERS if k in cfg and cfg[k] is not None]
 
 
+class Preload:
+    """Start reading runs in a thread now (before the UI toolkit is even imported); `tails()` joins.
+
+    A late attach to a big finished run then overlaps its first read with interpreter start-up.
+    """
+
+    def __init__(self, run_dirs):
+        self._run_dirs = [Path(p) for p in run_dirs]
+        self._tails: list[RunTail] | None = None
+        self._thread = threading.Thread(target=self._load, name="spintui-preload", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            tails = [RunTail(p) for p in self._run_dirs]
+            for tail in tails:
+                tail.poll()
+            self._tails = tails
+        except Exception:  # the data worker starts over and reports the problem itself
+            self._tails = None
+
+    def tails(self) -> list[RunTail] | None:
+        self._thread.join()
+        return self._tails
+
+
 # --------------------------------------------------------------------------------------------------
 # Plot preparation
 
@@ -463,7 +490,8 @@ def return_plot(tails: list[RunTail], settings: ViewSettings) -> PlotData:
                 lines.append(line)
         legend.append((tail.name, colour))
     if not multi:
-        legend = [("raw", 0), ("smoothed", 0), ("test", 2)]
+        names = {"return": "raw", "smoothed": "smoothed" if settings.smoothing > 0 else "return", "test": "test"}
+        legend = [(names[ln.label], ln.colour) for ln in lines]
     reason = "" if lines else "no episodes yet"
     return PlotData("Return", lines, x_label(settings), settings.log_y, reason, legend)
 
@@ -488,14 +516,14 @@ def loss_plot(tails: list[RunTail], settings: ViewSettings) -> tuple[PlotData, l
 
 
 def rate_plot(tails: list[RunTail], settings: ViewSettings) -> PlotData:
+    linear = replace(settings, log_y=False)  # throughput reads best on a linear scale
     lines = []
     for i, tail in enumerate(tails):
         series = tail.steps_per_sec()
-        line = prepare_line(series, tail, settings, tail.name, i if len(tails) > 1 else 1, smooth=False)
+        line = prepare_line(series, tail, linear, tail.name, i if len(tails) > 1 else 1, smooth=False)
         if line:
             lines.append(line)
-    s = ViewSettings(**{**settings.__dict__, "log_y": False})
-    return PlotData("steps/s", lines, x_label(s), False, "" if lines else "")
+    return PlotData("steps/s", lines, x_label(linear), False, "" if lines else "no steps/s logged yet")
 
 
 def x_label(settings: ViewSettings) -> str:
