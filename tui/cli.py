@@ -306,7 +306,43 @@ def watch_cmd(
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Open the live dashboard on one or more runs, live or finished."""
-    raise CLIError("spintui watch is not built yet")
+    directory = runs_dir_or_default(runs_dir)
+    run_dirs = resolve_watch_runs(runs or ["latest"], directory)
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        if len(run_dirs) > 1:
+            raise UsageProblem("watching several runs needs a terminal; give one run to follow it headless")
+        from spintui.tui.follow import follow_run
+
+        follow_run(run_dirs[0])
+        return
+    from spintui.tui.data import Preload
+
+    preload = Preload(run_dirs)  # reads the runs while Textual is imported
+    from spintui.tui.app import run_dashboard
+
+    run_dashboard(run_dirs, preload=preload)
+
+
+def resolve_watch_runs(specs: list[str], runs_dir: Path) -> list[Path]:
+    """Run directories from paths, names, `latest` or globs (of paths or of names under runs_dir)."""
+    import glob
+
+    from spintui.profiles.runs import resolve_run
+    from spintui.profiles.store import MANIFEST
+
+    out: list[Path] = []
+    for spec in specs:
+        if any(ch in spec for ch in "*?["):
+            hits = sorted({*glob.glob(os.path.expanduser(spec)), *glob.glob(str(runs_dir / spec))})
+            found = [Path(h) for h in hits if (Path(h) / MANIFEST).is_file()]
+            if not found:
+                raise RunError(f"no runs match {spec!r} (as a path or a name in {runs_dir})")
+        else:
+            found = [resolve_run(spec, runs_dir)]
+        for path in found:
+            if all(path.resolve() != p.resolve() for p in out):
+                out.append(path)
+    return out
 
 
 @app.command("eval")
