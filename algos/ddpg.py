@@ -25,6 +25,7 @@ from spintui.algos.offpolicy import (
     action_bounds,
     adam,
     frozen,
+    minimize,
     polyak_update,
     q_forward,
     run_off_policy,
@@ -85,15 +86,11 @@ class DDPG:
             q_pi_targ = self.critic_targ(o2, self.actor_targ(o2))[0]
             backup = r + discount * q_pi_targ
         loss_q = (q - backup).square().mean()
-        self.q_optimizer.zero_grad(set_to_none=True)
-        loss_q.backward()
-        self.q_optimizer.step()
+        minimize(loss_q, self.q_optimizer)
 
         # Actor: maximise Q(o, mu(o)) through the frozen critic.
         loss_pi = -q_forward(self.critic_frozen, o, self.actor(o)).mean()
-        self.pi_optimizer.zero_grad(set_to_none=True)
-        loss_pi.backward()
-        self.pi_optimizer.step()
+        minimize(loss_pi, self.pi_optimizer)
 
         polyak_update(self.actor_targ, self.actor, self.cfg.polyak)
         polyak_update(self.critic_targ, self.critic, self.cfg.polyak)

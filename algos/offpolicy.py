@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.adam import adam as adam_update
 
 from spintui.algos.config import OffPolicyConfig, config_to_dict
 from spintui.algos.core import (
@@ -221,6 +222,32 @@ def adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def minimize(loss: torch.Tensor, optimizer: torch.optim.Adam) -> None:
+    """One Adam step on `loss`: the arithmetic of zero_grad(); loss.backward(); optimizer.step().
+
+    Gradients come from torch.autograd.grad and go straight into torch's functional (fused) Adam on
+    the optimizer's own state, so checkpoints still hold a normal Adam state_dict. For nets this
+    small, Optimizer.step() and zero_grad() bookkeeping took about twice as long as the fused
+    kernel itself (measured here: 468 vs 172 us per step).
+    """
+    group = optimizer.param_groups[0]
+    params = group["params"]
+    grads = torch.autograd.grad(loss, params)
+    states = [optimizer.state[p] for p in params]
+    if not states[0]:  # the first step creates Adam's state the usual way
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer.step()
+        for p in params:
+            p.grad = None
+        return
+    beta1, beta2 = group["betas"]
+    adam_update(params, list(grads), [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+                [s["step"] for s in states], foreach=group["foreach"], fused=group["fused"], amsgrad=False,
+                beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                maximize=False)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from spintui.algos.offpolicy import (
     action_bounds,
     adam,
     frozen,
+    minimize,
     polyak_update,
     q_forward,
     run_off_policy,
@@ -116,23 +117,17 @@ class SAC:
             q_pi_targ = self.critic_targ(o2, a2).amin(0)
             backup = r + discount * (q_pi_targ - alpha * logp_a2)
         loss_q = (q - backup).square().mean(1).sum()
-        self.q_optimizer.zero_grad(set_to_none=True)
-        loss_q.backward()
-        self.q_optimizer.step()
+        minimize(loss_q, self.q_optimizer)
 
         # Actor: maximise min_i Q_i(o, a~) + alpha * entropy, through frozen critics.
         pi, logp_pi = self.actor(o)
         q_pi = q_forward(self.critic_frozen, o, pi).amin(0)
         loss_pi = (alpha * logp_pi - q_pi).mean()
-        self.pi_optimizer.zero_grad(set_to_none=True)
-        loss_pi.backward()
-        self.pi_optimizer.step()
+        minimize(loss_pi, self.pi_optimizer)
 
         if self.auto_alpha:
             loss_alpha = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
-            self.alpha_optimizer.zero_grad(set_to_none=True)
-            loss_alpha.backward()
-            self.alpha_optimizer.step()
+            minimize(loss_alpha, self.alpha_optimizer)
             self.alpha = self.log_alpha.detach().exp()
 
         polyak_update(self.critic_targ, self.critic, self.cfg.polyak)

@@ -26,6 +26,7 @@ from spintui.algos.offpolicy import (
     action_bounds,
     adam,
     frozen,
+    minimize,
     polyak_update,
     q_forward,
     run_off_policy,
@@ -82,16 +83,12 @@ class TD3:
             q_pi_targ = self.critic_targ(o2, a2).amin(0)  # clipped double-Q
             backup = r + discount * q_pi_targ
         loss_q = (q - backup).square().mean(1).sum()
-        self.q_optimizer.zero_grad(set_to_none=True)
-        loss_q.backward()
-        self.q_optimizer.step()
+        minimize(loss_q, self.q_optimizer)
         return loss_q.detach(), q.detach()
 
     def update_actor_and_targets(self, o):
         loss_pi = -q_forward(self.q1_frozen, o, self.actor(o)).mean()
-        self.pi_optimizer.zero_grad(set_to_none=True)
-        loss_pi.backward()
-        self.pi_optimizer.step()
+        minimize(loss_pi, self.pi_optimizer)
         polyak_update(self.actor_targ, self.actor, self.cfg.polyak)
         polyak_update(self.critic_targ, self.critic, self.cfg.polyak)
         return loss_pi.detach()
