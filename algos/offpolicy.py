@@ -254,7 +254,7 @@ def minimize(loss: torch.Tensor, optimizer: torch.optim.Adam) -> None:
 # The off-policy loop (Spinning Up's, with gymnasium's terminated/truncated)
 
 
-def test_agent(agent, env, cfg: OffPolicyConfig, run, step: int, stats: EpochStats) -> None:
+def run_test_episodes(agent, env, cfg: OffPolicyConfig, run, step: int, stats: EpochStats) -> None:
     """Run `num_test_episodes` with the deterministic policy (Spinning Up's test_agent)."""
     for _ in range(cfg.num_test_episodes):
         obs, _ = env.reset()
@@ -301,10 +301,12 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
     def end_epoch(step: int, epoch: int) -> dict:
         nonlocal epoch_start, epoch_start_step, saved_step
         with timer.phase("test"):
-            test_agent(agent, test_env, cfg, run, step, stats)
-        with timer.phase("checkpoint"):
-            save_checkpoint(run.run_dir, algo=algo, config=config, step=step, epoch=epoch,
-                            modules=agent.modules(), optimizers=agent.optimizers(), extra=agent.extra())
+            run_test_episodes(agent, test_env, cfg, run, step, stats)
+        if epoch % cfg.save_freq == 0 or step == total_steps:
+            with timer.phase("checkpoint"):
+                save_checkpoint(run.run_dir, algo=algo, config=config, step=step, epoch=epoch,
+                                modules=agent.modules(), optimizers=agent.optimizers(), extra=agent.extra())
+            saved_step = step
         now = time.perf_counter()
         row = {
             **stats.summary(with_min_max=("EpRet", "TestEpRet", *with_min_max),
@@ -316,7 +318,6 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
             "Time": now - start,
         }
         run.epoch(epoch, step, row)
-        saved_step = step
         run.set_progress(step=step, epoch=epoch, steps_per_sec=row["StepsPerSec"],
                          test_return=row.get("AverageTestEpRet"))
         stats.clear()
@@ -361,7 +362,7 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
             epoch += 1
             last = end_epoch(step, epoch)
 
-    if saved_step != step:  # stopped mid-epoch: keep what was learned
+    if run.stop_requested and saved_step != step:  # stopped mid-epoch: keep what was learned
         save_checkpoint(run.run_dir, algo=algo, config=config, step=step, epoch=epoch,
                         modules=agent.modules(), optimizers=agent.optimizers(), extra=agent.extra())
         run.event(f"stopped at step {step:,}; checkpoint saved")

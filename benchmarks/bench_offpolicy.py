@@ -14,7 +14,8 @@ conservative for spintui.
 
 Each run is a fresh process pinned to `--threads` torch threads; runs of the two implementations
 alternate (A B A B ...) so that a noisy, shared machine affects both alike. Reports the median
-steps/s of each, their ratio, and the final mean deterministic return (10 episodes) of each run.
+steps/s of each and their ratio, the same per second of the process's own CPU time (steadier when
+other processes share the cores), and the final mean deterministic return (10 episodes) of each run.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ def run_spintui(algo: str, steps: int, seed: int, threads: int, start_steps: int
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = create_run(tmp, kind="train", algo=algo, env=ENV_ID, seed=seed, config=config_to_dict(cfg))
         writer = RunWriter(run_dir)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         row = module.train(cfg, writer)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         writer.close()
-    return {"steps_per_sec": steps / elapsed, "seconds": elapsed, "test_return": row["AverageTestEpRet"]}
+    return {"steps_per_sec": steps / elapsed, "seconds": elapsed, "cpu_seconds": cpu,
+            "steps_per_cpu_sec": steps / cpu, "test_return": row["AverageTestEpRet"]}
 
 
 def run_sb3(algo: str, steps: int, seed: int, threads: int, start_steps: int) -> dict:
@@ -67,7 +69,7 @@ def run_sb3(algo: str, steps: int, seed: int, threads: int, start_steps: int) ->
     common = dict(learning_rate=1e-3, buffer_size=1_000_000, learning_starts=start_steps, batch_size=100,
                   tau=0.005, gamma=0.99, train_freq=50, gradient_steps=50,
                   policy_kwargs=dict(net_arch=[256, 256]), seed=seed, device="cpu", verbose=0)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     if algo == "sac":
         model = SAC("MlpPolicy", env, ent_coef=0.2, **common)
     else:
@@ -75,11 +77,12 @@ def run_sb3(algo: str, steps: int, seed: int, threads: int, start_steps: int) ->
         model = TD3("MlpPolicy", env, policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5,
                     action_noise=NormalActionNoise(np.zeros(act_dim), 0.1 * np.ones(act_dim)), **common)
     model.learn(total_timesteps=steps)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     eval_env = gym.make(ENV_ID)
     eval_env.reset(seed=seed + 1)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
-    return {"steps_per_sec": steps / elapsed, "seconds": elapsed, "test_return": float(mean)}
+    return {"steps_per_sec": steps / elapsed, "seconds": elapsed, "cpu_seconds": cpu,
+            "steps_per_cpu_sec": steps / cpu, "test_return": float(mean)}
 
 
 def child(args) -> None:
@@ -117,15 +120,20 @@ def main() -> None:
                 res = json.loads(out.stdout.strip().splitlines()[-1])
                 results.setdefault(algo, {}).setdefault(impl, []).append(res)
                 print(f"{algo:4s} {impl:8s} seed {args.seed + i}: {res['steps_per_sec']:7.1f} steps/s "
-                      f"({res['seconds']:.1f} s), test return {res['test_return']:8.1f}", flush=True)
+                      f"({res['seconds']:.1f} s wall), {res['steps_per_cpu_sec']:7.1f} steps per CPU second, "
+                      f"test return {res['test_return']:8.1f}", flush=True)
         ours = statistics.median(r["steps_per_sec"] for r in results[algo]["spintui"])
         theirs = statistics.median(r["steps_per_sec"] for r in results[algo]["sb3"])
+        ours_cpu = statistics.median(r["steps_per_cpu_sec"] for r in results[algo]["spintui"])
+        theirs_cpu = statistics.median(r["steps_per_cpu_sec"] for r in results[algo]["sb3"])
         ret_ours = [round(r["test_return"], 1) for r in results[algo]["spintui"]]
         ret_theirs = [round(r["test_return"], 1) for r in results[algo]["sb3"]]
         print(f"{algo}: spintui median {ours:.1f} steps/s, SB3 median {theirs:.1f} steps/s, "
-              f"ratio {ours / theirs:.2f}x (threads {args.threads}, {args.steps} steps); "
+              f"ratio {ours / theirs:.2f}x; per CPU second {ours_cpu:.1f} vs {theirs_cpu:.1f}, "
+              f"ratio {ours_cpu / theirs_cpu:.2f}x (threads {args.threads}, {args.steps} steps); "
               f"test returns spintui {ret_ours}, SB3 {ret_theirs}", flush=True)
         results[algo]["ratio"] = ours / theirs
+        results[algo]["cpu_ratio"] = ours_cpu / theirs_cpu
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
