@@ -106,7 +106,7 @@ class RecordingBuffer(offpolicy.ReplayBuffer):
 def stored_transitions(monkeypatch, tmp_path, env_id: str, steps: int, **values):
     monkeypatch.setattr(offpolicy, "ReplayBuffer", RecordingBuffer)
     cfg = make_config("sac", {"env": env_id, "threads": 1, "steps": steps, "update_after": 10 * steps,
-                              "num_test_episodes": 1, **values})
+                              "num_test_episodes": 1, "hidden_sizes": "32,32", "replay_size": 10_000, **values})
     run_dir = create_run(tmp_path, kind="train", algo="sac", env=env_id, seed=0, config=config_to_dict(cfg))
     with RunWriter(run_dir, heartbeat=False) as writer:
         importlib.import_module("spintui.algos.sac").train(cfg, writer)
