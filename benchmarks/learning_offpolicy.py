@@ -12,7 +12,6 @@ of the last epoch and the best epoch per run, and the mean over seeds.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import statistics
 import time
@@ -35,26 +34,30 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from spintui.algos.config import config_to_dict, make_config
-    from spintui.profiles.store import RunWriter, create_run
+    from spintui.algos.launch import train_run
+    from spintui.profiles.store import create_run
 
     summary = {}
     for algo in args.algos.split(","):
-        module = importlib.import_module(f"spintui.algos.{algo}")
         for seed in (int(s) for s in args.seeds.split(",")):
             cfg = make_config(algo, {"env": args.env, "steps": args.steps, "seed": seed, "threads": args.threads})
             run_dir = create_run(args.runs_dir, kind="train", algo=algo, env=args.env, seed=seed,
                                  config=config_to_dict(cfg))
             start = time.perf_counter()
-            with RunWriter(run_dir) as writer:
-                module.train(cfg, writer)
+            train_run(run_dir)  # as `spintui train` runs it: Ctrl-C stops cleanly with a checkpoint
             seconds = time.perf_counter() - start
             epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                       if '"kind":"epoch"' in line]
             test = [e["stats"]["AverageTestEpRet"] for e in epochs]
+            if not test:  # stopped before its first epoch
+                continue
             summary.setdefault(algo, []).append(test[-1])
-            print(f"{algo:4s} seed {seed}: final test return {test[-1]:8.1f}, best {max(test):8.1f}, "
-                  f"{args.steps / seconds:6.1f} steps/s, run {run_dir}", flush=True)
-        finals = summary[algo]
+            steps = epochs[-1]["step"] if epochs else 0
+            print(f"{algo:4s} seed {seed}: {steps:,} steps, final test return {test[-1]:8.1f}, best {max(test):8.1f}, "
+                  f"{steps / seconds:6.1f} steps/s, run {run_dir}", flush=True)
+        finals = summary.get(algo)
+        if not finals:
+            continue
         spread = statistics.pstdev(finals) if len(finals) > 1 else 0.0
         print(f"{algo}: final deterministic test return {statistics.mean(finals):.1f} +- {spread:.1f} "
               f"over {len(finals)} seed(s) at {args.steps:,} steps", flush=True)
