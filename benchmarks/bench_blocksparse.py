@@ -62,13 +62,20 @@ def main(argv=None) -> int:
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing (default 1.0)")
     p.add_argument("--sweep", action="store_true", help="CPU: all modes, blocks 32/64, densities 25/10/5%%")
     p.add_argument("--gpu", action="store_true", help="time the CUDA bf16 8192^3 DSD grid instead")
+    p.add_argument("--persistent", action="store_true", help="GPU: use the persistent DSD Triton kernel")
+    p.add_argument("--programs-per-sm", type=int, default=2, help="GPU: programs per SM when --persistent")
     args = p.parse_args(argv)
 
     if args.gpu:
         if not torch.cuda.is_available():
             print("error: --gpu needs a CUDA device; none is visible", file=sys.stderr)
             return 1
+        if args.persistent:
+            from spintui.kernels import triton_kernels
+            meta = triton_kernels.meta_parameters("dsd", 64, torch.bfloat16, torch.device("cuda"))
+            triton_kernels.OVERRIDES["dsd"] = dict(meta, PERSISTENT=True, PROGRAMS_PER_SM=args.programs_per_sm)
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, bf16, "
+              f"{'persistent' if args.persistent else 'plain'} DSD kernel, "
               f"triton.testing.do_bench median; ratios are medians of {args.repeats} repeats")
         for i, case in enumerate(GPU_GRID):
             row = run_case(case, args.repeats, dtype=torch.bfloat16, device="cuda", min_run_time=args.min_run_time)
