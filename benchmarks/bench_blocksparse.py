@@ -18,13 +18,7 @@ import sys
 
 import torch
 
-from spintui.kernels.bench import time_case
-
-CPU_CASE = dict(mode="dsd", M=2048, N=2048, K=2048, block=64, density=0.10)
-CPU_SWEEP = [dict(mode=m, M=2048, N=2048, K=2048, block=b, density=d)
-             for m in ("dsd", "dds", "sdd") for b in (32, 64) for d in (0.25, 0.10, 0.05)]
-GPU_GRID = [dict(mode="dsd", M=8192, N=8192, K=8192, block=b, density=d)
-            for b in (32, 64, 128) for d in (0.50, 0.25, 0.10, 0.05)]
+from spintui.kernels.bench import CPU_CASE, CPU_SWEEP, GPU_GRID, time_case
 
 
 def run_case(case: dict, repeats: int, **kw) -> dict:
@@ -42,14 +36,15 @@ def fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
+
 def print_table(rows: list[dict], header: bool = True) -> None:
     if header:
         print(f"{'mode':4} {'M':>5} {'N':>5} {'K':>5} {'blk':>4} {'dens':>5} {'dense ms':>9} {'bsr ms':>8} "
               f"{'ours ms':>8} {'speedup':>8} {'bsr x':>6} {'frac':>5} {'TFLOP/s':>8} {'rel err':>8}")
     for r in rows:
         print(f"{r['mode']:4} {r['M']:5} {r['N']:5} {r['K']:5} {r['block']:4} {r['density']:5.3f} "
-              f"{r['s_dense'] * 1e3:9.2f} {fmt(r['s_torch_bsr'] and r['s_torch_bsr'] * 1e3, '8.2f')} "
-              f"{r['s_ours'] * 1e3:8.2f} {r['speedup']:7.2f}x {fmt(r.get('speedup_torch_bsr'), '5.2f')}x "
+              f"{r['s_dense'] * 1e3:9.2f} {fmt(r['s_torch_bsr'] and r['s_torch_bsr'] * 1e3, '8.2f'):>8} "
+              f"{r['s_ours'] * 1e3:8.2f} {r['speedup']:7.2f}x {fmt(r.get('speedup_torch_bsr'), '5.2f') + 'x':>6} "
               f"{r['fraction_of_ideal']:5.2f} {r['tflops_effective']:8.3f} {r['max_rel_error']:8.1e}")
         if len(r["speedups"]) > 1:
             print(f"      speedup per repeat: {', '.join(f'{s:.2f}' for s in r['speedups'])}")
