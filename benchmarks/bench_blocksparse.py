@@ -32,8 +32,8 @@ def run_case(case: dict, repeats: int, **kw) -> dict:
     return summary
 
 
-def fmt(value, spec):
-    return "-" if value is None else format(value, spec)
+def fmt(value, spec, suffix=""):
+    return "-" if value is None else format(value, spec) + suffix
 
 
 
@@ -44,7 +44,7 @@ def print_table(rows: list[dict], header: bool = True) -> None:
     for r in rows:
         print(f"{r['mode']:4} {r['M']:5} {r['N']:5} {r['K']:5} {r['block']:4} {r['density']:5.3f} "
               f"{r['s_dense'] * 1e3:9.2f} {fmt(r['s_torch_bsr'] and r['s_torch_bsr'] * 1e3, '8.2f'):>8} "
-              f"{r['s_ours'] * 1e3:8.2f} {r['speedup']:7.2f}x {fmt(r.get('speedup_torch_bsr'), '5.2f') + 'x':>6} "
+              f"{r['s_ours'] * 1e3:8.2f} {r['speedup']:7.2f}x {fmt(r.get('speedup_torch_bsr'), '5.2f', 'x'):>6} "
               f"{r['fraction_of_ideal']:5.2f} {r['tflops_effective']:8.3f} {r['max_rel_error']:8.1e}")
         if len(r["speedups"]) > 1:
             print(f"      speedup per repeat: {', '.join(f'{s:.2f}' for s in r['speedups'])}")
