@@ -86,7 +86,7 @@ def _dsd_kernel(values, b, out, ptr, k_idx, v_idx, order,
     head = row // out_rows
     i = row % out_rows
     offs = tl.arange(0, BLOCK)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # offsets * strides may pass 2^31
     n_ok = offs_n < N
     values += z * s_vz
     b += z * s_bz + head * s_bh
@@ -126,7 +126,7 @@ def _dsd_persistent_kernel(values, b, out, ptr, k_idx, v_idx, order,
         z = (rest // n_tiles).to(tl.int64)
         head = row // out_rows
         i = row % out_rows
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # offsets * strides may pass 2^31
         n_ok = offs_n < N
         v_base = values + z * s_vz
         b_base = b + z * s_bz + head * s_bh
@@ -161,7 +161,7 @@ def _dds_kernel(a, values, out, ptr, k_idx, v_idx, order,
     head = col // out_cols
     j = col % out_cols
     offs = tl.arange(0, BLOCK)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
     m_ok = offs_m < M
     values += z * s_vz
     a += z * s_az + head * s_ah
@@ -195,7 +195,7 @@ def _sdd_kernel(a, b, out, head_idx, row_idx, col_idx,
     r = tl.load(row_idx + p)
     c = tl.load(col_idx + p)
     offs = tl.arange(0, BLOCK)
-    offs_k = tl.arange(0, BLOCK_K)
+    offs_k = tl.arange(0, BLOCK_K).to(tl.int64)
     a_ptrs = a + z * s_az + head * s_ah + (r * BLOCK + offs)[:, None] * s_am + offs_k[None, :] * s_ak
     b_ptrs = b + z * s_bz + head * s_bh + offs_k[:, None] * s_bk + (c * BLOCK + offs)[None, :] * s_bn
     acc = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
