@@ -23,6 +23,11 @@ B: the gather copies more than the bigger GEMM saves) 39-66 ms; gather + bmm (th
 139 ms; torch's BSR @ dense 175-250 ms; dense 217-267 ms. For DDS, per-column panels and DSD on
 the transposed problem were within noise of per block. When each block's GEMM is tiny (few
 tokens), the gathering path wins instead: see LOOP_MIN_BLOCK_WORK.
+
+Threads: each block GEMM uses torch's intra-op thread count. With more than one thread every GEMM
+ends in a barrier, so on an oversubscribed machine this path loses more than one big dense GEMM
+does (measured here at 2 threads with a load average of ~7 on 2 cores: anywhere from 4x faster
+than dense to 0.4x); 1 thread is the configuration measured against the issue's target.
 """
 
 from __future__ import annotations
