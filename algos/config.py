@@ -59,12 +59,12 @@ class OffPolicyConfig(RunConfig):
 class DDPGConfig(OffPolicyConfig):
     pi_lr: float = hp(1e-3, "Actor learning rate (Adam).")
     q_lr: float = hp(1e-3, "Critic learning rate (Adam).")
-    act_noise: float = hp(0.1, "Std of Gaussian exploration noise, as a fraction of the action range.")
+    act_noise: float = hp(0.1, "Std of Gaussian exploration noise added to actions (action units, as Spinning Up).")
 
 
 @dataclass
 class TD3Config(DDPGConfig):
-    target_noise: float = hp(0.2, "Std of target policy smoothing noise.")
+    target_noise: float = hp(0.2, "Std of target policy smoothing noise (action units).")
     noise_clip: float = hp(0.5, "Clip target policy smoothing noise to +-noise_clip.")
     policy_delay: int = hp(2, "Update actor and targets once per this many critic updates.")
 
