@@ -33,6 +33,14 @@ from spintui.algos.envs import make_env
 # Actor-critic
 
 
+def forward_layers(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """net(x) minus nn.Module's per-call hook handling: several microseconds per layer, paid on
+    every env step when acting one observation at a time."""
+    for layer in net:
+        x = layer.forward(x)
+    return x
+
+
 class MLPCategoricalActor(nn.Module):
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes, activation):
         super().__init__()
@@ -41,11 +49,11 @@ class MLPCategoricalActor(nn.Module):
     def distribution(self, obs: torch.Tensor) -> Categorical:
         return Categorical(logits=self.logits_net(obs), validate_args=False)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, obs: torch.Tensor) -> torch.Tensor:
         # Gumbel-max: argmax(logits + Gumbel noise) is an exact categorical sample, and several times
         # cheaper per env step than building a Categorical or calling multinomial.
-        logits = self.logits_net(obs)
+        logits = forward_layers(self.logits_net, obs)
         return (logits - torch.empty_like(logits).exponential_().log()).argmax(-1)
 
     @torch.no_grad()
@@ -64,9 +72,9 @@ class MLPGaussianActor(nn.Module):
         return Independent(Normal(self.mu_net(obs), self.log_std.exp(), validate_args=False), 1,
                            validate_args=False)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        mu = self.mu_net(obs)
+        mu = forward_layers(self.mu_net, obs)
         return mu + self.log_std.exp() * torch.randn_like(mu)
 
     @torch.no_grad()
