@@ -28,7 +28,7 @@ import traceback
 from pathlib import Path
 
 from spintui.algos.config import config_from_manifest
-from spintui.profiles.store import RunWriter, read_manifest
+from spintui.profiles.store import RunWriter, read_manifest, request_stop
 
 
 class RankWriter:
@@ -58,7 +58,9 @@ def _join_process_group() -> tuple[int, int]:
         import torch.distributed as dist
 
         if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            if local_rank < torch.cuda.device_count():
+                torch.cuda.set_device(local_rank)
             backend = "cpu:gloo,cuda:nccl"  # statistics on CPU tensors, gradients on the GPU
         else:
             backend = "gloo"
@@ -126,13 +128,18 @@ def torchrun_command(run_dir: Path | str, nproc: int) -> list[str]:
 def run_data_parallel(run_dir: Path | str, nproc: int) -> int:
     """Start `nproc` workers through torch's elastic launcher and wait for them.
 
-    A signal here is passed on to the launcher, which passes it to every worker: each asks for a
-    clean stop, the workers agree on it at their next check and rank 0 saves the final checkpoint.
+    A first signal here asks for a clean stop through the run's control file (what a viewer does):
+    rank 0 sees it, all ranks agree on it at their next check, rank 0 saves the final checkpoint and
+    the launcher exits normally. A second signal is passed on to the launcher, which ends the workers.
     """
     proc = subprocess.Popen(torchrun_command(run_dir, nproc))
+    signals_seen = []
 
     def _forward(signum, frame):
-        if proc.poll() is None:
+        signals_seen.append(signum)
+        if len(signals_seen) == 1:
+            request_stop(run_dir)
+        elif proc.poll() is None:
             proc.send_signal(signum)
 
     previous = {}

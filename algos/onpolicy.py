@@ -190,7 +190,6 @@ class Rollout:
         self.truncated_obs: list[tuple[int, int, np.ndarray]] = []  # (t, env, final obs) to bootstrap from
         self.ep_ret = np.zeros(num_envs)
         self.ep_len = np.zeros(num_envs, dtype=np.int64)
-        self.filled = 0
 
     def collect(self, ac: MLPActorCritic, on_episode: Callable[[int, float, int], None],
                 should_stop: Callable[[int], bool]) -> bool:
@@ -220,7 +219,6 @@ class Rollout:
                 self.ep_ret[ended] = 0.0
                 self.ep_len[ended] = 0
             self.obs = next_obs
-        self.filled = self.steps
         return True
 
     @torch.no_grad()
@@ -244,8 +242,11 @@ class Rollout:
         adv, ret = gae_advantages(self.rew_buf, val_np, self.ended_buf, self.end_val_buf, last_val, gamma, lam)
         adv_mean, adv_std = global_mean_std(adv)
         adv = (adv - adv_mean) / (adv_std + 1e-8)
-        as_t = lambda x: torch.as_tensor(x.reshape(steps * n), dtype=torch.float32, device=self.device)  # noqa: E731
-        return {"obs": obs, "act": act, "ret": as_t(ret), "adv": as_t(adv), "logp": logp, "val": val}
+
+        def flat(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(x.reshape(steps * n), dtype=torch.float32, device=self.device)
+
+        return {"obs": obs, "act": act, "ret": flat(ret), "adv": flat(adv), "logp": logp, "val": val}
 
     def close(self) -> None:
         self.envs.close()
@@ -263,10 +264,15 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def local_device(device: torch.device) -> torch.device:
-    """One GPU per process on a node: cuda:LOCAL_RANK."""
+def local_device(device: torch.device, requested: str = "auto") -> torch.device:
+    """One GPU per process on a node: cuda:LOCAL_RANK (NCCL cannot share a GPU between ranks)."""
     if device.type == "cuda" and world_size() > 1:
         index = int(os.environ.get("LOCAL_RANK", "0"))
+        if index >= torch.cuda.device_count():
+            if requested == "auto":
+                return torch.device("cpu")
+            raise ValueError(f"--device cuda with more processes per node than GPUs "
+                             f"({torch.cuda.device_count()}); use --device cpu or fewer processes")
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return device
@@ -419,7 +425,7 @@ class Session:
         self.rank, self.world = rank(), world_size()
         self.seed = cfg.seed + 10000 * self.rank
         set_seed(self.seed)
-        self.device = local_device(resolve_device(cfg.device))
+        self.device = local_device(resolve_device(cfg.device), cfg.device)
         total = cfg.total_steps()
         steps_per_epoch = min(cfg.steps_per_epoch, total)
         num_envs = getattr(cfg, "num_envs", 1)
