@@ -217,6 +217,27 @@ def test_nproc_2_keeps_ranks_identical_and_learns(tmp_path):
     assert checkpoint["step"] == 40000
 
 
+@pytest.mark.slow
+def test_nproc_2_stops_cleanly_on_sigterm(tmp_path):
+    import signal
+
+    _, run_dir = new_run(tmp_path, "ppo", env="CartPole-v1", steps=2_000_000, steps_per_epoch=2000, nproc=2)
+    proc = subprocess.Popen([sys.executable, "-m", "spintui.algos.launch", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not records(run_dir, "epoch") and proc.poll() is None:
+        time.sleep(0.3)
+    assert records(run_dir, "epoch"), proc.communicate()[0] if proc.poll() is not None else "no epoch in 180 s"
+    proc.send_signal(signal.SIGTERM)  # what `spintui train` sends its trainer on Ctrl-C
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
+    assert read_manifest(run_dir)["status"] == "stopped"
+    checkpoint = load_checkpoint(run_dir)
+    assert 2000 <= checkpoint["step"] < 2_000_000
+    assert checkpoint["step"] == records(run_dir, "epoch")[-1]["step"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Learning (fixed seeds; thresholds a broken algorithm cannot reach)
 
