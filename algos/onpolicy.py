@@ -26,7 +26,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributions import Categorical, Independent, Normal
 
-from spintui.algos.core import mlp
+from spintui.algos.config import config_to_dict
+from spintui.algos.core import EpochStats, PhaseTimer, mlp, resolve_device, save_checkpoint, set_seed, set_threads
 from spintui.algos.envs import make_env
 
 # --------------------------------------------------------------------------------------------------
@@ -416,9 +417,6 @@ class Session:
     STOP_POLL_STEPS = 100  # with several processes a stop check is a collective: not every step
 
     def __init__(self, algo: str, cfg, run):
-        from spintui.algos.config import config_to_dict
-        from spintui.algos.core import EpochStats, PhaseTimer, resolve_device, set_seed, set_threads
-
         self.algo, self.cfg, self.run = algo, cfg, run
         self.config = config_to_dict(cfg)
         set_threads(cfg.threads)
@@ -481,7 +479,7 @@ class Session:
 
     # -- after the update ------------------------------------------------------------------------
     def end_epoch(self, epoch: int, columns: dict[str, str], **values: float) -> dict[str, float]:
-        """Reduce this epoch's statistics over all ranks, log them (rank 0) and checkpoint."""
+        """Reduce this epoch's statistics over all ranks and log them (rank 0); returns the row."""
         self.stats.add(**values)
         spec = {"EpRet": "dist", "EpLen": "avg", "VVals": "dist", **columns}
         reduced = reduce_stats({k: self.stats.values(k) for k in spec}, spec)
@@ -511,8 +509,6 @@ class Session:
         return row
 
     def checkpoint(self, optimizers: dict, *, force: bool = False) -> None:
-        from spintui.algos.core import save_checkpoint
-
         if self.rank == 0 and (force or self.epoch % max(1, self.cfg.save_freq) == 0):
             save_checkpoint(self.run.run_dir, algo=self.algo, config=self.config, step=self.step,
                             epoch=self.epoch, modules={"ac": self.ac}, optimizers=optimizers)
