@@ -255,10 +255,11 @@ PRODUCER = textwrap.dedent("""
     from pathlib import Path
     from spintui.profiles.store import RunWriter
     run_dir, seconds = Path(sys.argv[1]), float(sys.argv[2])
+    done_file = run_dir.parent / "finish-now"  # the test's way to let training end normally
     run = RunWriter(run_dir)
     signal.signal(signal.SIGTERM, lambda *a: run.request_stop())
     start, step = time.time(), 0
-    while time.time() - start < seconds and not run.stop_requested:
+    while time.time() - start < seconds and not run.stop_requested and not done_file.exists():
         step += 1
         run.scalars({"LossQ": 1.0 / step, "TimeEnv": 0.001}, step)
         if step % 50 == 0:
@@ -285,7 +286,7 @@ def wait_status(rd: Path, proc, timeout: float = 30.0) -> str:
 
 
 def test_detach_leaves_the_trainer_running_to_the_end(tmp_path):
-    rd, proc = start_producer(tmp_path, seconds=4.0)
+    rd, proc = start_producer(tmp_path, seconds=120.0)
     try:
         async def go():
             app = Dashboard([rd], owned=proc, refresh_s=0.1)
@@ -305,8 +306,12 @@ def test_detach_leaves_the_trainer_running_to_the_end(tmp_path):
             return app
         app = run_async(go())
         assert app.outcome == "detached"
+        step = read_manifest(rd).get("progress", {}).get("step", 0)
+        time.sleep(2.5)  # the heartbeat (every 2 s) shows the trainer still stepping
         assert proc.poll() is None, "detaching must not stop training"
-        assert read_manifest(rd)["status"] == "running"
+        manifest = read_manifest(rd)
+        assert manifest["status"] == "running" and manifest["progress"].get("step", 0) > step
+        (tmp_path / "finish-now").touch()
         assert wait_status(rd, proc) == "finished"
     finally:
         if proc.poll() is None:
@@ -365,38 +370,58 @@ def test_detach_from_a_real_sac_trainer(tmp_path):
             proc.kill()
 
 
-def read_until(fd: int, predicate, timeout: float) -> bytes:
-    import select
+class PtyTerminal:
+    """`spintui watch ...` on a real pty whose output is read continuously, like a terminal does."""
 
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate(out):
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
+    def __init__(self, args: list[str], size=(40, 120)):
+        import fcntl
+        import pty
+        import struct
+        import termios
+        import threading
+
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+        self.proc = subprocess.Popen([sys.executable, "-m", "spintui.tui.cli", "watch", *args],
+                                     stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                     env={**os.environ, "TERM": "xterm-256color"},
+                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        self.master = master
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import select
+
+        while True:
             try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    return out
+                ready, _, _ = select.select([self.master], [], [], 0.1)
+                if ready:
+                    chunk = os.read(self.master, 65536)
+                    if not chunk:
+                        return
+                    self.output += chunk
+            except (OSError, ValueError):
+                return
 
+    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(bytes(self.output)):
+                return True
+            time.sleep(0.05)
+        return False
 
-def spawn_watch_in_pty(args: list[str], size=(40, 120), env=None):
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "spintui.tui.cli", "watch", *args],
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                            env={**os.environ, "TERM": "xterm-256color", **(env or {})},
-                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-    os.close(slave)
-    return master, proc
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
 
 
 BRAILLE_UTF8 = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")
@@ -404,27 +429,24 @@ BRAILLE_UTF8 = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")
 
 def test_watch_in_a_real_terminal_quits_and_survives_a_hangup(tmp_path):
     rd = recorded_run(tmp_path, name="finished-run")
-    master, proc = spawn_watch_in_pty(["--runs-dir", str(tmp_path), "latest"])
+    term = PtyTerminal(["--runs-dir", str(tmp_path), "latest"])
     try:
-        out = read_until(master, lambda b: any(m in b for m in BRAILLE_UTF8) and b"Return" in b, 20)
-        assert b"Return" in out and b"finished" in out, out[-500:]
-        os.write(master, b"q")
-        assert proc.wait(timeout=10) == 0
+        assert term.wait_for(lambda b: any(m in b for m in BRAILLE_UTF8) and b"Return" in b and b"finished" in b), \
+            bytes(term.output[-500:])
+        os.write(term.master, b"q")
+        assert term.proc.wait(timeout=15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+        term.close()
 
     # The terminal goes away (SSH dropped): the viewer exits by itself, no traceback, no hang.
-    master, proc = spawn_watch_in_pty([str(rd)])
+    term = PtyTerminal([str(rd)])
     try:
-        read_until(master, lambda b: b"Return" in b, 20)
-        os.close(master)
-        proc.send_signal(signal.SIGHUP)  # what the kernel sends the session when its terminal closes
-        assert proc.wait(timeout=10) == 0
+        assert term.wait_for(lambda b: b"Return" in b)
+        os.close(term.master)
+        term.proc.send_signal(signal.SIGHUP)  # what the kernel sends the session when its terminal closes
+        assert term.proc.wait(timeout=15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        term.close()
 
 
 def cli(*args, cwd=None):

@@ -23,6 +23,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -267,6 +268,22 @@ class QuitDialog(ModalScreen[str]):
 # The app
 
 
+def while_mounted(handler):
+    """A worker message can arrive while the app is shutting down and its widgets are gone: drop it."""
+
+    def guarded(self, *args):
+        try:
+            return handler(self, *args)
+        except NoMatches:
+            if self.is_running and not self._stop_workers.is_set() and not getattr(self, "_exit", False):
+                raise
+            return None
+
+    guarded.__name__ = handler.__name__
+    guarded.__doc__ = handler.__doc__
+    return guarded
+
+
 class Dashboard(App):
     CSS_PATH = "dashboard.tcss"
     TITLE = "spintui"
@@ -419,6 +436,7 @@ class Dashboard(App):
                 sampler.close()
 
     # -- rendering messages ------------------------------------------------------------------------
+    @while_mounted
     def on_frame_ready(self, message: FrameReady) -> None:
         frame = message.frame
         self.frame = frame
@@ -493,6 +511,7 @@ class Dashboard(App):
         self._kernel_rows = len(kernels)
         table.border_subtitle = f"{len(kernels)} cases"
 
+    @while_mounted
     def on_telemetry_ready(self, message: TelemetryReady) -> None:
         sample = message.sample
         panel = self.query_one("#gpu", Static)
@@ -515,6 +534,7 @@ class Dashboard(App):
             panel.border_title = title
         panel.update(text)
 
+    @while_mounted
     def _tick_header(self) -> None:
         frame = self.frame
         widget = self.query_one("#header", Static)
