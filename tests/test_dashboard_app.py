@@ -485,3 +485,32 @@ def test_watch_resolves_globs_names_and_paths(tmp_path):
     assert resolve_watch_runs(["sac-*"], tmp_path) == [a, b]
     assert resolve_watch_runs([str(tmp_path / "sac-s*"), "sac-s0", "latest"], tmp_path) == [a, b, c]
     assert resolve_watch_runs([str(c)], tmp_path) == [c]
+
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "dashboard_recorded_120x40.txt"
+
+
+def test_screen_snapshot_of_a_recorded_run(tmp_path):
+    """The whole screen, as text, for fixed data (fixed times, no telemetry, no clock, no cursor).
+
+    Regenerate after an intended change with SPINTUI_UPDATE_SNAPSHOTS=1 and review the diff.
+    """
+    from spintui.profiles.store import write_json_atomic
+
+    rd = recorded_run(tmp_path, name="snapshot-run", steps=3000)
+    manifest = read_manifest(rd)
+    manifest.update(start_time=1_790_000_000.0, end_time=1_790_000_754.0, heartbeat=1_790_000_754.0,
+                    host="snapshot-host", pid=1)
+    write_json_atomic(rd / "run.json", manifest)
+
+    async def go():
+        app = Dashboard([rd], refresh_s=0.05, telemetry=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.frame is not None and app.query_one("#returns", PlotView).data)
+            await pilot.pause(0.3)
+            return screen_text(app)
+    text = run_async(go())
+    if os.environ.get("SPINTUI_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text()

@@ -302,9 +302,10 @@ class Dashboard(App):
     ]
 
     def __init__(self, run_dirs: list[Path | str], owned=None, refresh_s: float = REFRESH_S,
-                 telemetry_s: float = TELEMETRY_S, preload: Preload | None = None) -> None:
+                 telemetry_s: float = TELEMETRY_S, preload: Preload | None = None, telemetry: bool = True) -> None:
         super().__init__()
         self.preload = preload
+        self.telemetry = telemetry  # False: no sampling (fixed screens for snapshot tests)
         self.run_dirs = [Path(p) for p in run_dirs]
         if not self.run_dirs:
             raise RunError("no runs to watch")
@@ -350,7 +351,12 @@ class Dashboard(App):
         self._update_keys()
         self._settings_changed(plot_width=max(40, self.size.width))
         self._data_worker()
-        self._telemetry_worker()
+        if self.telemetry:
+            self._telemetry_worker()
+        else:
+            gpu_panel = self.query_one("#gpu", Static)
+            gpu_panel.border_title = "System"
+            gpu_panel.update(Text("telemetry off", style="dim"))
         self.set_interval(1.0, self._tick_header)
         try:
             loop = asyncio.get_running_loop()
