@@ -1,1 +1,17 @@
-"""spintui.kernels."""
+"""spintui.kernels: block-sparse matrix products for PyTorch.
+
+    from spintui.kernels import BlockLayout, blocksparse_matmul, BlockSparseLinear
+
+    layout = BlockLayout.random((2048, 2048), block=64, density=0.1, seed=0)
+    values = torch.randn(layout.nnz, 64, 64)                     # the sparse matrix's blocks
+    out = blocksparse_matmul(values, dense, layout, mode="dsd")   # sparse @ dense
+
+Importing this package does not import triton; the Triton kernels load on first CUDA use.
+"""
+
+from .layout import BLOCK_SIZES, BlockLayout
+from .linear import BlockSparseLinear
+from .matmul import BACKENDS, MODES, blocksparse_matmul, select_backend
+
+__all__ = ["BLOCK_SIZES", "BACKENDS", "MODES", "BlockLayout", "BlockSparseLinear", "blocksparse_matmul",
+           "select_backend"]

@@ -140,6 +140,9 @@ def versions() -> dict:
         m = sys.modules.get(mod)
         if m is not None:
             out[mod] = getattr(m, "__version__", "?")
+    revision = git_revision()
+    if revision:
+        out["spintui_git"] = revision
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         out["cuda"] = torch.version.cuda
@@ -153,6 +156,39 @@ def versions() -> dict:
     except Exception:  # telemetry is optional; never fail a run for it
         pass
     return out
+
+
+def git_revision(start: Path | None = None) -> str | None:
+    """The commit of the spintui checkout this code runs from, read from .git without a subprocess."""
+    here = (start or Path(__file__)).resolve()
+    for parent in [here, *here.parents]:
+        git = parent / ".git"
+        if git.is_file():  # a worktree: "gitdir: PATH"
+            try:
+                git = Path(git.read_text().split(":", 1)[1].strip())
+            except (OSError, IndexError):
+                return None
+        if git.is_dir():
+            try:
+                head = (git / "HEAD").read_text().strip()
+                if not head.startswith("ref:"):
+                    return head[:12]
+                ref = head.split(" ", 1)[1]
+                ref_file = git / ref
+                if not ref_file.exists():  # worktrees keep refs in the common dir
+                    common = git / "commondir"
+                    if common.exists():
+                        ref_file = (git / common.read_text().strip()).resolve() / ref
+                if ref_file.exists():
+                    return ref_file.read_text().strip()[:12]
+                packed = (ref_file.parents[len(Path(ref).parts) - 1] / "packed-refs")
+                for line in packed.read_text().splitlines() if packed.exists() else []:
+                    if line.endswith(" " + ref):
+                        return line.split()[0][:12]
+            except OSError:
+                return None
+            return None
+    return None
 
 
 def _safe_name_part(text: str) -> str:
@@ -519,18 +555,27 @@ class RunReader:
 
         if blob:
             arr = np.frombuffer(blob, dtype=scalar_dtype())
-            arr = arr[(arr["key"] ^ arr["check"]) == SCALAR_MAGIC]
+            keys = arr["key"]
+            valid = (keys ^ arr["check"]) == SCALAR_MAGIC
+            if not valid.all():  # zero-filled or damaged records
+                arr = arr[valid]
+                keys = arr["key"]
             if len(arr):
-                order = np.argsort(arr["key"], kind="stable")
-                arr = arr[order]
-                keys, starts = np.unique(arr["key"], return_index=True)
-                bounds = list(starts[1:]) + [len(arr)]
-                for key, lo, hi in zip(keys.tolist(), starts.tolist(), bounds):
+                counts = np.bincount(keys)
+                present = np.flatnonzero(counts)
+                columns = {f: arr[f] for f in ("step", "time", "value")}
+                if len(present) == 1:
+                    groups = [(int(present[0]), slice(None))]
+                elif len(present) <= 16:  # a boolean pass per key beats sorting a million keys
+                    groups = [(int(k), keys == k) for k in present]
+                else:
+                    order = np.argsort(keys, kind="stable")
+                    bounds = np.concatenate(([0], np.cumsum(counts[present])))
+                    groups = [(int(k), order[lo:hi]) for k, lo, hi in zip(present, bounds[:-1], bounds[1:])]
+                for key, index in groups:
                     name = self.key_names.get(key, f"key{key}")
-                    part = arr[lo:hi]
-                    update.scalars[name] = ScalarSeries(
-                        name, part["step"].copy(), part["time"].copy(), part["value"].copy()
-                    )
+                    step, when, value = (np.array(columns[f][index]) for f in ("step", "time", "value"))
+                    update.scalars[name] = ScalarSeries(name, step, when, value)
         return update
 
 

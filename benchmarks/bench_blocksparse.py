@@ -1,0 +1,89 @@
+"""Block-sparse matmul vs dense torch.matmul and torch's BSR kernel.
+
+    python benchmarks/bench_blocksparse.py                 # CPU: the issue's case, 1 thread
+    python benchmarks/bench_blocksparse.py --threads 2 --sweep
+    python benchmarks/bench_blocksparse.py --gpu           # CUDA: bf16 8192^3 DSD grid (needs a GPU)
+
+Each case is checked against a dense matmul before it is timed. Every repeat times all peers
+back to back, and the table shows the median over repeats of each ratio, so a noisy neighbour
+shifts all peers of a repeat together. Speedup is dense time / our time; fraction of ideal is
+speedup x density (1.0 = the time saved equals the work skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import torch
+
+from spintui.kernels.bench import time_case
+
+CPU_CASE = dict(mode="dsd", M=2048, N=2048, K=2048, block=64, density=0.10)
+CPU_SWEEP = [dict(mode=m, M=2048, N=2048, K=2048, block=b, density=d)
+             for m in ("dsd", "dds", "sdd") for b in (32, 64) for d in (0.25, 0.10, 0.05)]
+GPU_GRID = [dict(mode="dsd", M=8192, N=8192, K=8192, block=b, density=d)
+            for b in (32, 64, 128) for d in (0.50, 0.25, 0.10, 0.05)]
+
+
+def run_case(case: dict, repeats: int, **kw) -> dict:
+    runs = [time_case(**case, **kw) for _ in range(repeats)]
+    summary = dict(runs[0])
+    for key in ("s_dense", "s_ours", "s_torch_bsr", "speedup", "fraction_of_ideal", "tflops_effective",
+                "speedup_torch_bsr", "ours_over_torch_bsr"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        summary[key] = statistics.median(values) if values else None
+    summary["speedups"] = [r["speedup"] for r in runs]
+    return summary
+
+
+def fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[dict], header: bool = True) -> None:
+    if header:
+        print(f"{'mode':4} {'M':>5} {'N':>5} {'K':>5} {'blk':>4} {'dens':>5} {'dense ms':>9} {'bsr ms':>8} "
+              f"{'ours ms':>8} {'speedup':>8} {'bsr x':>6} {'frac':>5} {'TFLOP/s':>8} {'rel err':>8}")
+    for r in rows:
+        print(f"{r['mode']:4} {r['M']:5} {r['N']:5} {r['K']:5} {r['block']:4} {r['density']:5.3f} "
+              f"{r['s_dense'] * 1e3:9.2f} {fmt(r['s_torch_bsr'] and r['s_torch_bsr'] * 1e3, '8.2f')} "
+              f"{r['s_ours'] * 1e3:8.2f} {r['speedup']:7.2f}x {fmt(r.get('speedup_torch_bsr'), '5.2f')}x "
+              f"{r['fraction_of_ideal']:5.2f} {r['tflops_effective']:8.3f} {r['max_rel_error']:8.1e}")
+        if len(r["speedups"]) > 1:
+            print(f"      speedup per repeat: {', '.join(f'{s:.2f}' for s in r['speedups'])}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for every peer (default 1)")
+    p.add_argument("--repeats", type=int, default=5, help="repeats per case; ratios are medians (default 5)")
+    p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing (default 1.0)")
+    p.add_argument("--sweep", action="store_true", help="CPU: all modes, blocks 32/64, densities 25/10/5%%")
+    p.add_argument("--gpu", action="store_true", help="time the CUDA bf16 8192^3 DSD grid instead")
+    args = p.parse_args(argv)
+
+    if args.gpu:
+        if not torch.cuda.is_available():
+            print("error: --gpu needs a CUDA device; none is visible", file=sys.stderr)
+            return 1
+        print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, bf16, "
+              f"triton.testing.do_bench median; ratios are medians of {args.repeats} repeats")
+        for i, case in enumerate(GPU_GRID):
+            row = run_case(case, args.repeats, dtype=torch.bfloat16, device="cuda", min_run_time=args.min_run_time)
+            print_table([row], header=i == 0)
+            sys.stdout.flush()
+        return 0
+
+    print(f"CPU: torch {torch.__version__}, fp32, {args.threads} thread(s) for every peer, "
+          f"torch.utils.benchmark medians; ratios are medians of {args.repeats} repeats")
+    for i, case in enumerate(CPU_SWEEP if args.sweep else [CPU_CASE]):
+        row = run_case(case, args.repeats, threads=args.threads, min_run_time=args.min_run_time)
+        print_table([row], header=i == 0)
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

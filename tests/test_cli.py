@@ -1,0 +1,137 @@
+"""The CLI: one-line errors with the right exit codes, `spintui runs`, fast start-up imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spintui.profiles.store import RunWriter, create_run, read_manifest, write_json_atomic
+
+ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+
+
+def spintui(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "spintui", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env or ENV, timeout=120)
+
+
+def assert_one_line_error(result, code, *fragments):
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    err = result.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("spintui")
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_help_lists_commands():
+    result = spintui("--help")
+    assert result.returncode == 0
+    for command in ("train", "profile", "watch", "runs", "eval"):
+        assert command in result.stdout
+
+
+def test_version():
+    from spintui import __version__
+
+    assert spintui("--version").stdout.strip() == f"spintui {__version__}"
+
+
+@pytest.mark.parametrize(
+    "args, code, fragments",
+    [
+        (["bogus"], 2, ["No such command", "train", "runs"]),
+        (["train", "nope"], 2, ["sac", "ppo"]),
+        (["runs", "--jsn"], 2, ["--jsn"]),
+        (["train", "sac", "--env", "Pendulum-v1", "--gamma", "abc"], 2, ["--gamma", "abc"]),
+        (["train", "sac", "--env", "Pendulum-v1", "--gamma", "3"], 2, ["gamma", "between 0 and 1"]),
+        (["train", "sac", "--env", "Pendulum-v1", "--device", "tpu"], 2, ["auto, cpu, cuda"]),
+        (["train", "sac", "--env", "Pendulum-v1", "--hidden-sizes", "a,b"], 2, ["hidden-sizes"]),
+        (["train", "sac", "--env", "Pendulm-v1"], 2, ["unknown environment", "Pendulum-v1"]),
+        (["train", "sac", "--env", "CartPole-v1"], 2,
+         ["sac needs a continuous (Box) action space; CartPole-v1 has Discrete(2); try ppo"]),
+        (["train", "sac"], 2, ["--env is required"]),
+        (["train", "sac", "--env", "Pendulum-v1", "--config", "/nonexistent.toml"], 2, ["not found"]),
+        (["runs", "--runs-dir", "/nonexistent/runs"], 1, ["does not exist"]),
+    ],
+)
+def test_user_mistakes_are_one_line(args, code, fragments, tmp_path):
+    assert_one_line_error(spintui(*args, "--runs-dir", str(tmp_path)) if args[0] == "train" else spintui(*args),
+                          code, *fragments)
+    if args[0] == "train":
+        assert not any(tmp_path.iterdir()), "a rejected command must not create a run"
+
+
+def test_bad_config_key_names_accepted_keys(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('gama = 0.9\n')
+    assert_one_line_error(spintui("train", "sac", "--env", "Pendulum-v1", "--config", str(cfg),
+                                  "--runs-dir", str(tmp_path / "runs")), 2, "gamma", "accepted")
+
+
+def test_config_file_and_cli_precedence():
+    from spintui.tui.cli import resolve_train_config
+
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write('env = "Pendulum-v1"\ngamma = 0.9\nbatch-size = 64\nhidden_sizes = [32, 32]\n')
+    cfg = resolve_train_config("sac", {"gamma": 0.95}, f.name)
+    os.unlink(f.name)
+    assert (cfg.env, cfg.gamma, cfg.batch_size, cfg.hidden_sizes) == ("Pendulum-v1", 0.95, 64, (32, 32))
+    assert cfg.polyak == 0.995  # untouched default
+
+
+def test_runs_on_empty_dir(tmp_path):
+    result = spintui("runs", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0 and "No runs" in result.stdout
+    result = spintui("runs", "--json", "--runs-dir", str(tmp_path))
+    assert json.loads(result.stdout) == []
+
+
+def test_runs_shows_live_finished_and_crashed(tmp_path):
+    live = create_run(tmp_path, kind="train", name="live", algo="sac", env="Pendulum-v1", seed=0)
+    w = RunWriter(live, heartbeat=False)
+    w.set_progress(step=1200, total_steps=20000, last_return=-512.25)
+    w.flush()
+    w.update_manifest()
+    done = create_run(tmp_path, kind="train", name="done", algo="ppo", env="CartPole-v1", seed=1)
+    RunWriter(done, heartbeat=False).close("finished")
+    crashed = create_run(tmp_path, kind="profile", name="crashed", benchmark="blocksparse")
+    m = read_manifest(crashed)
+    m["heartbeat"] = time.time() - 120
+    write_json_atomic(crashed / "run.json", m)
+
+    result = spintui("runs", "--json", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["live"]["status"] == "running" and rows["live"]["steps"] == 1200
+    assert rows["live"]["last_return"] == -512.25
+    assert rows["done"]["status"] == "finished" and rows["done"]["algo"] == "ppo"
+    assert rows["crashed"]["status"] == "crashed" and rows["crashed"]["kind"] == "profile"
+
+    table = spintui("runs", "--runs-dir", str(tmp_path), env={**ENV, "SPINTUI_RUNS_DIR": "/ignored"})
+    assert table.returncode == 0
+    for fragment in ("live", "done", "crashed", "running", "finished", "1,200/20,000", "-512.2"):
+        assert fragment in table.stdout, table.stdout
+    via_env = spintui("runs", "--json", env={**ENV, "SPINTUI_RUNS_DIR": str(tmp_path)})
+    assert len(json.loads(via_env.stdout)) == 3
+    w.close()
+
+
+def test_cli_startup_imports_nothing_heavy():
+    code = ("import sys; sys.argv=['spintui','runs','--json','--runs-dir','/tmp/spintui-none'];"
+            "from spintui.tui.cli import main\ntry: main()\nexcept SystemExit: pass\n"
+            "heavy=[m for m in ('torch','textual','gymnasium','numpy','triton') if m in sys.modules];"
+            "print(','.join(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1:] in ([], [""]), result.stdout
+
+
+def test_debug_shows_traceback():
+    result = spintui("--debug", "runs", "--runs-dir", "/nonexistent/runs")
+    assert result.returncode != 0 and "Traceback" in result.stderr

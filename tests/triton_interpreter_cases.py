@@ -1,0 +1,100 @@
+"""Runs the Triton kernels under TRITON_INTERPRET=1 and prints one JSON result per case.
+
+Started by test_kernels_triton.py in a subprocess, because the interpreter must be chosen before
+triton compiles (decorates) the kernels, and the rest of the test process must not inherit it.
+Each result is the max error against a float64 dense masked matmul, relative to the largest entry.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import torch  # noqa: E402
+
+from spintui.kernels import BlockLayout, blocksparse_matmul  # noqa: E402
+
+torch.set_num_threads(1)
+F64 = torch.float64
+
+
+def rel_err(got, want):
+    return float((got.to(F64) - want).abs().max() / want.abs().max())
+
+
+def dense_problem(layout, mode, trans_a, trans_b, free, batch, dtype, gen):
+    blk = layout.block
+    heads = (layout.heads_or_one,) if layout.has_heads else ()
+    rows, cols = layout.rows * blk, layout.cols * blk
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen, dtype=F64)
+
+    def op(x, t):
+        return x.mT if t else x
+
+    def stored(x, t):
+        return (x.mT.contiguous() if t else x).to(dtype)
+
+    if mode == "sdd":
+        A, B = randn(*batch, *heads, rows, free), randn(*batch, *heads, free, cols)
+        return stored(A, trans_a), stored(B, trans_b), A, B
+    values = randn(*batch, layout.nnz, blk, blk)
+    if mode == "dsd":
+        S = op(layout.to_dense(values), trans_a)
+        B = randn(*batch, *heads, S.shape[-1], free)
+        return values.to(dtype), stored(B, trans_b), S, B
+    S = op(layout.to_dense(values), trans_b)
+    A = randn(*batch, *heads, free, S.shape[-2])
+    return stored(A, trans_a), values.to(dtype), A, S
+
+
+def forward_case(layout, mode, trans_a, trans_b, free=40, batch=(), dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    a, b, A, B = dense_problem(layout, mode, trans_a, trans_b, free, batch, dtype, gen)
+    out = blocksparse_matmul(a, b, layout, mode, trans_a, trans_b, backend="triton")
+    want = A @ B
+    if mode == "sdd":
+        out, want = layout.to_dense(out), want * layout.dense_mask().to(F64)
+    assert out.dtype == dtype and out.shape == want.shape, (out.dtype, out.shape, want.shape)
+    return rel_err(out, want)
+
+
+def backward_case(layout, mode, trans_a, trans_b, seed=0):
+    """Gradients through the triton backend (its backward runs the other triton products) against the
+    float64 reference backend."""
+    gen = torch.Generator().manual_seed(seed)
+    a, b, _, _ = dense_problem(layout, mode, trans_a, trans_b, 32, (), torch.float32, gen)
+    grads = {}
+    for backend, dtype in (("triton", torch.float32), ("reference", F64)):
+        x, y = a.to(dtype).requires_grad_(), b.to(dtype).requires_grad_()
+        out = blocksparse_matmul(x, y, layout, mode, trans_a, trans_b, backend=backend)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=F64).to(dtype)
+        grads[backend] = torch.autograd.grad((out * weight).sum(), (x, y))
+    return max(rel_err(g, w) for g, w in zip(grads["triton"], grads["reference"]))
+
+
+def main() -> None:
+    odd = BlockLayout(torch.tensor([[1, 0, 0, 1, 1], [0, 0, 0, 0, 0], [1, 1, 0, 0, 1], [0, 1, 0, 1, 0]],
+                                   dtype=torch.bool), 16)  # empty block-row 1 and block-column 2
+    heads = BlockLayout.random((2, 64, 96), 32, 0.5, seed=3)
+    big_block = BlockLayout.random((128, 128), 64, 0.5, seed=1)
+    results = {}
+    for mode, ta, tb in itertools.product(("sdd", "dsd", "dds"), (False, True), (False, True)):
+        name = f"{mode}-ta{int(ta)}-tb{int(tb)}"
+        results[f"fwd-odd16-{name}"] = forward_case(odd, mode, ta, tb, free=40)
+        results[f"fwd-heads32-batch-{name}"] = forward_case(heads, mode, ta, tb, free=24, batch=(2,))
+    for mode in ("sdd", "dsd", "dds"):
+        results[f"fwd-block64-{mode}"] = forward_case(big_block, mode, False, False, free=64)
+        results[f"fwd-fp16-{mode}"] = forward_case(odd, mode, False, True, dtype=torch.float16)
+        results[f"bwd-{mode}-plain"] = backward_case(odd, mode, False, False)
+        results[f"bwd-{mode}-transposed"] = backward_case(odd, mode, True, True)
+    json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
