@@ -193,3 +193,13 @@ def test_render_plot_draws_a_rising_line_corner_to_corner():
 def test_render_plot_without_data_says_why():
     rows = render_plot(PlotData("t", [], "steps", False, "no losses logged yet"), 40, 5)
     assert "no losses logged yet" in "".join(s.text for s in rows[2])
+
+
+def test_batch_json_parse_falls_back_to_skipping_damaged_lines():
+    from spintui.profiles.store import iter_jsonl
+
+    good = b'{"kind":"episode","ret":1.0}\n{"kind":"episode","ret":2.0}\n'
+    assert [r["ret"] for r in iter_jsonl(good)] == [1.0, 2.0]
+    damaged = b'{"kind":"episode","ret":1.0}\n{"kind":"epi\n\n[1,2]\n{"kind":"episode","ret":3.0}\n'
+    assert [r["ret"] for r in iter_jsonl(damaged)] == [1.0, 3.0]
+    assert list(iter_jsonl(b"")) == [] and list(iter_jsonl(b"\n\n")) == []
