@@ -168,6 +168,11 @@ def test_help_screen_lists_every_key(tmp_path):
             await pilot.press("escape")
             await pilot.pause()
             assert not isinstance(app.screen, HelpScreen)
+            await pilot.press("question_mark")
+            await pilot.pause()
+            await pilot.press("q")  # closes the help, not the dashboard
+            await pilot.pause()
+            assert not isinstance(app.screen, HelpScreen) and app.is_running
     run_async(go())
 
 
@@ -514,3 +519,29 @@ def test_screen_snapshot_of_a_recorded_run(tmp_path):
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(text)
     assert text == SNAPSHOT.read_text()
+
+
+def test_viewer_on_another_host_shows_the_gpu_samples_the_trainer_logged(tmp_path):
+    rd = create_run(tmp_path, kind="train", algo="sac", env="Pendulum-v1", seed=0)
+    run = RunWriter(rd, heartbeat=False)
+    run.update_manifest(host="gpu-node-7")  # the run directory is read over a shared filesystem
+    gpu_record = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "utilization": 91, "memory_used": 20 * 2**30,
+                  "memory_total": 80 * 2**30, "power_w": 512.0, "power_limit_w": 700.0, "temperature_c": 66,
+                  "sm_clock_mhz": 1980, "processes": [{"pid": 4242, "used_bytes": 19 * 2**30, "name": "python",
+                                                       "is_trainer": True}]}
+    run.log("gpu", gpus=[gpu_record], trainer_match="matched")
+    run.scalar("LossQ", 1.0, 1)
+    run.flush()
+
+    async def go():
+        app = Dashboard([rd], refresh_s=0.05, telemetry_s=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.query_one("#gpu")
+            await wait_for(pilot, lambda: panel.border_title == "GPU (logged on gpu-node-7)")
+            await pilot.pause(0.3)  # local telemetry keeps arriving and must not overwrite it
+            text = screen_text(app)
+            assert panel.border_title == "GPU (logged on gpu-node-7)"
+            assert "NVIDIA H100 80GB HBM3" in text and "91%" in text and "512/700 W" in text
+            assert "▶    4242" in text and "trainer" in text
+    run_async(go())
+    run.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -75,6 +76,7 @@ class Frame:
     kernels: list[dict]
     trainer: tuple[int | None, str | None]
     error: str = ""
+    run_gpu: dict | None = None  # the newest `gpu` record a trainer logged (GpuLogger)
 
 
 class FrameReady(Message):
@@ -412,7 +414,7 @@ class Dashboard(App):
             frame = Frame(returns, loss, loss_names, loss_name, rate, header, first.phase_times(),
                           first.current_steps_per_sec(), list(first.kernels),
                           (first.manifest.get("pid"), first.manifest.get("host")) if live else (None, None),
-                          error)
+                          error, first.last_gpu)
             self.post_message(FrameReady(frame))
             self._wake.wait(self.refresh_s)
             self._wake.clear()
@@ -461,6 +463,9 @@ class Dashboard(App):
         if timing.border_title != f"Timing{rate}":
             timing.border_title = f"Timing{rate}"
         self.query_one("#timing-plot", PlotView).show(frame.rate)
+        if frame.run_gpu and self.remote_trainer() and frame.run_gpu is not getattr(self, "_shown_run_gpu", None):
+            self._shown_run_gpu = frame.run_gpu
+            self._show_run_gpu(frame.run_gpu)
         self._update_phases(frame.phases)
         self._tick_header()
 
@@ -517,9 +522,30 @@ class Dashboard(App):
         self._kernel_rows = len(kernels)
         table.border_subtitle = f"{len(kernels)} cases"
 
+    def remote_trainer(self) -> str | None:
+        """The trainer's host when it is not this one: local telemetry would describe the wrong machine."""
+        host = self.trainer[1]
+        return host if host and host != socket.gethostname() else None
+
+    def _show_run_gpu(self, record: dict) -> None:
+        """GPU samples the trainer logged into the run: what a viewer on another host can show."""
+        fields = {f for f in telemetry.GpuInfo.__dataclass_fields__}
+        gpus = []
+        for g in record.get("gpus") or []:
+            procs = [telemetry.GpuProcess(**{k: v for k, v in p.items() if k in ("pid", "used_bytes", "name",
+                                                                                 "is_trainer")})
+                     for p in g.get("processes") or []]
+            gpus.append(telemetry.GpuInfo(**{**{k: v for k, v in g.items() if k in fields}, "processes": procs}))
+        sample = telemetry.GpuSample(record.get("time", 0.0), gpus, record.get("trainer_match", ""))
+        self._render_telemetry(sample, "", f"GPU (logged on {self.remote_trainer()})")
+
     @while_mounted
     def on_telemetry_ready(self, message: TelemetryReady) -> None:
-        sample = message.sample
+        if self.remote_trainer() and self.frame is not None and self.frame.run_gpu:
+            return  # the run's own GPU samples are shown instead (see on_frame_ready)
+        self._render_telemetry(message.sample, message.reason)
+
+    def _render_telemetry(self, sample, reason: str, title: str | None = None) -> None:
         panel = self.query_one("#gpu", Static)
         width = panel.size.width or 40
         if isinstance(sample, telemetry.GpuSample):
@@ -527,7 +553,7 @@ class Dashboard(App):
                 h = self._history.setdefault(g.index, {"util": deque(maxlen=HISTORY), "mem": deque(maxlen=HISTORY)})
                 h["util"].append(g.utilization)
                 h["mem"].append(g.memory_used)
-            title = "GPU"
+            title = title or "GPU"
             text = gpu_text(sample, self._history, width)
         else:
             h = self._history.setdefault("system", {k: deque(maxlen=HISTORY) for k in ("cpu", "ram", "trainer_cpu")})
@@ -535,7 +561,7 @@ class Dashboard(App):
             h["ram"].append(sample.ram_used)
             h["trainer_cpu"].append(sample.trainer_cpu_percent)
             title = "System"
-            text = system_text(sample, h, message.reason, width)
+            text = system_text(sample, h, reason, width)
         if panel.border_title != title:
             panel.border_title = title
         panel.update(text)
@@ -638,6 +664,9 @@ class Dashboard(App):
         return self.owned is not None and self.owned.poll() is None
 
     def action_quit_dashboard(self) -> None:
+        if isinstance(self.screen, HelpScreen):  # q closes the help first, as it says
+            self.screen.dismiss(None)
+            return
         if self._stopping or not self.owns_live_trainer():
             if self._stopping:
                 self.outcome = "detached"  # the stop request stands; the trainer finishes on its own
