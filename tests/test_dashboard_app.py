@@ -378,7 +378,7 @@ def test_detach_from_a_real_sac_trainer(tmp_path):
 class PtyTerminal:
     """`spintui watch ...` on a real pty whose output is read continuously, like a terminal does."""
 
-    def __init__(self, args: list[str], size=(40, 120)):
+    def __init__(self, args: list[str], size=(40, 120), env: dict | None = None):
         import fcntl
         import pty
         import struct
@@ -389,7 +389,7 @@ class PtyTerminal:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
         self.proc = subprocess.Popen([sys.executable, "-m", "spintui.tui.cli", "watch", *args],
                                      stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                     env={**os.environ, "TERM": "xterm-256color"},
+                                     env={**os.environ, "TERM": "xterm-256color", **(env or {})},
                                      preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         os.close(slave)
         self.master = master
@@ -432,21 +432,42 @@ class PtyTerminal:
 BRAILLE_UTF8 = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")
 
 
+def colours_used(output: bytes) -> tuple[set, set]:
+    """(grey, other) colours in the SGR sequences of a terminal stream (256-colour and truecolor)."""
+    import re
+
+    grey, other = set(), set()
+    for params in re.findall(rb"\x1b\[([0-9;]*)m", output):
+        for m in re.finditer(rb"[34]8;5;(\d+)", params):
+            n = int(m.group(1))
+            cube = n - 16
+            is_grey = n >= 232 or n in (0, 7, 8, 15) or (
+                16 <= n <= 231 and cube // 36 == (cube // 6) % 6 == cube % 6)
+            (grey if is_grey else other).add(n)
+        for m in re.finditer(rb"[34]8;2;(\d+);(\d+);(\d+)", params):
+            rgb = tuple(int(v) for v in m.groups())
+            (grey if len(set(rgb)) == 1 else other).add(rgb)
+    return grey, other
+
+
 def test_watch_in_a_real_terminal_quits_and_survives_a_hangup(tmp_path):
     rd = recorded_run(tmp_path, name="finished-run")
     term = PtyTerminal(["--runs-dir", str(tmp_path), "latest"])
     try:
         assert term.wait_for(lambda b: any(m in b for m in BRAILLE_UTF8) and b"Return" in b and b"finished" in b), \
             bytes(term.output[-500:])
+        assert colours_used(bytes(term.output))[1], "curves are drawn in colour"
         os.write(term.master, b"q")
         assert term.proc.wait(timeout=15) == 0
     finally:
         term.close()
 
-    # The terminal goes away (SSH dropped): the viewer exits by itself, no traceback, no hang.
-    term = PtyTerminal([str(rd)])
+    # NO_COLOR: greys only. Then the terminal goes away (SSH dropped): the viewer exits by itself.
+    term = PtyTerminal([str(rd)], env={"NO_COLOR": "1"})
     try:
-        assert term.wait_for(lambda b: b"Return" in b)
+        assert term.wait_for(lambda b: any(m in b for m in BRAILLE_UTF8) and b"Return" in b)
+        grey, other = colours_used(bytes(term.output))
+        assert grey and not other, other
         os.close(term.master)
         term.proc.send_signal(signal.SIGHUP)  # what the kernel sends the session when its terminal closes
         assert term.proc.wait(timeout=15) == 0
