@@ -566,3 +566,23 @@ def test_viewer_on_another_host_shows_the_gpu_samples_the_trainer_logged(tmp_pat
             assert "▶    4242" in text and "trainer" in text
     run_async(go())
     run.close()
+
+
+def test_ctrl_c_in_a_headless_watch_never_stops_the_training(tmp_path):
+    rd, proc = start_producer(tmp_path, seconds=120.0)
+    watcher = subprocess.Popen([sys.executable, "-m", "spintui.tui.cli", "watch", str(rd)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "run " not in (watcher.stdout.readline() or ""):
+            pass
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=15) == 130
+        time.sleep(0.3)
+        assert proc.poll() is None and not (rd / "control" / "stop").exists()
+        (tmp_path / "finish-now").touch()
+        assert wait_status(rd, proc) == "finished"
+    finally:
+        for p in (watcher, proc):
+            if p.poll() is None:
+                p.kill()
