@@ -203,3 +203,21 @@ def test_batch_json_parse_falls_back_to_skipping_damaged_lines():
     damaged = b'{"kind":"episode","ret":1.0}\n{"kind":"epi\n\n[1,2]\n{"kind":"episode","ret":3.0}\n'
     assert [r["ret"] for r in iter_jsonl(damaged)] == [1.0, 3.0]
     assert list(iter_jsonl(b"")) == [] and list(iter_jsonl(b"\n\n")) == []
+
+
+def test_damaged_or_foreign_records_are_skipped(tmp_path):
+    rd = create_run(tmp_path, kind="train", algo="sac")
+    run = RunWriter(rd, heartbeat=False)
+    run.log("episode", step="many", ret=1.0)
+    run.log("episode", step=5, ret=None)
+    run.log("epoch", epoch=1, step=10, stats="not a dict")
+    run.episode(7, 2.5, 10)
+    run.flush()
+    tail = RunTail(rd)
+    assert tail.poll()
+    assert tail.episodes.values.tolist() == [2.5] and tail.epoch_stats == {}
+    version = tail.data_version
+    run.set_progress(step=8)
+    run._write_manifest()  # a heartbeat alone does not make plots stale
+    assert tail.poll() and tail.data_version == version
+    run.close()

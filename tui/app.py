@@ -394,12 +394,15 @@ class Dashboard(App):
                         tail.poll()
                     except Exception as exc:  # a vanished or unreadable run shows as a line, not a crash
                         error = f"{tail.name}: {type(exc).__name__}: {exc}"
-            now_versions = tuple(t.version for t in tails)
+            now_versions = tuple(t.data_version for t in tails)
             if settings is not built_settings or now_versions != versions:
-                if not self.is_profile:
-                    returns = return_plot(tails, settings)
-                    loss, loss_names, loss_name = loss_plot(tails, settings)
-                rate = rate_plot(tails, settings)
+                try:
+                    if not self.is_profile:
+                        returns = return_plot(tails, settings)
+                        loss, loss_names, loss_name = loss_plot(tails, settings)
+                    rate = rate_plot(tails, settings)
+                except Exception as exc:  # odd data must not take the viewer down
+                    error = f"cannot plot: {type(exc).__name__}: {exc}"
                 built_settings, versions = settings, now_versions
             now = time.time()
             header = [{
