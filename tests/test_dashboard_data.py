@@ -221,3 +221,15 @@ def test_damaged_or_foreign_records_are_skipped(tmp_path):
     run._write_manifest()  # a heartbeat alone does not make plots stale
     assert tail.poll() and tail.data_version == version
     run.close()
+
+
+def test_steps_per_sec_falls_back_to_episode_timing(tmp_path):
+    rd = create_run(tmp_path, kind="train", algo="ppo")
+    run = RunWriter(rd, heartbeat=False)
+    for i in range(5):
+        run.episode(step=200 * (i + 1), ret=1.0, length=200, time=1000.0 + 2.0 * i)  # 200 steps per 2 s
+    run.flush()
+    tail = RunTail(rd)
+    tail.poll()
+    assert tail.steps_per_sec().values.tolist() == [100.0] * 4
+    run.close()

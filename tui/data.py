@@ -322,13 +322,25 @@ class RunTail:
         return self.scalars.get(name) or self.epoch_stats.get(name)
 
     def steps_per_sec(self) -> Series | None:
+        """The run's own steps/s series; else one derived from consecutive training episodes."""
         for name in STEPS_PER_SEC_NAMES:
             if name in self.scalars:
                 return self.scalars[name]
         for name in STEPS_PER_SEC_NAMES:
             if name in self.epoch_stats:
                 return self.epoch_stats[name]
-        return None
+        n = len(self.episodes)
+        if n < 2:
+            return None
+        cached = getattr(self, "_derived_rate", None)
+        if cached is None or cached[0] != n:
+            steps, times = self.episodes.steps, self.episodes.times
+            dt = np.diff(times)
+            ok = dt > 0
+            derived = Series("steps/s (from episodes)")
+            derived.append(steps[1:][ok], times[1:][ok], np.diff(steps)[ok] / dt[ok])
+            self._derived_rate = cached = (n, derived)
+        return cached[1]
 
     def current_steps_per_sec(self) -> float | None:
         progress = self.manifest.get("progress") or {}
