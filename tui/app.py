@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.text import Text
@@ -49,6 +49,9 @@ from spintui.tui.data import (
 from spintui.tui.plot import colour, render_plot
 
 REFRESH_S = 1.0
+# Viewers run at a lower CPU priority: when cores are scarce, training gets them first and the
+# dashboard takes what is left (it needs ~4% of a core). Trainers are started before this applies.
+VIEWER_NICE = 10
 TELEMETRY_S = 1.0
 HISTORY = 120  # telemetry samples kept for sparklines
 STATUS_COLOURS = {"running": "green", "finished": "blue", "stopped": "yellow", "failed": "red",
@@ -728,6 +731,10 @@ def run_dashboard(run_dirs: list[Path | str], owned=None, preload: Preload | Non
     `owned` is the trainer's Popen when this viewer started it: quitting then asks stop or detach.
     `preload` is a `Preload` of the same runs started before Textual was imported.
     """
+    try:
+        os.nice(VIEWER_NICE)
+    except OSError:
+        pass
     app = Dashboard(run_dirs, owned=owned, preload=preload)
     app.run()
     name = Path(run_dirs[0]).name
