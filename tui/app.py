@@ -492,7 +492,7 @@ class Dashboard(App):
         else:
             total = sum(v for _, v in phases if v and v > 0) or 1.0
             text = Text(no_wrap=True, overflow="ellipsis")
-            bar_w = max(4, (widget.size.width or 30) - 26)
+            bar_w = max(2, (widget.size.width or 30) - 28)
             for i, (name, value) in enumerate(phases[:6]):
                 share = max(0.0, value / total)
                 shown = f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
