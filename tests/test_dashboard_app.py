@@ -588,3 +588,19 @@ def test_ctrl_c_in_a_headless_watch_never_stops_the_training(tmp_path):
         for p in (watcher, proc):
             if p.poll() is None:
                 p.kill()
+
+
+def test_lower_priority_applies_to_every_thread():
+    # In a child process: nice values would otherwise stick to this test run's threads.
+    child = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, threading
+        from spintui.tui.app import lower_priority
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait); t.start()
+        before = {int(x): os.getpriority(os.PRIO_PROCESS, int(x)) for x in os.listdir('/proc/self/task')}
+        lower_priority(5)
+        after = {int(x): os.getpriority(os.PRIO_PROCESS, int(x)) for x in os.listdir('/proc/self/task')}
+        stop.set(); t.join()
+        print(all(after[k] == min(19, before[k] + 5) for k in before), len(before) >= 2)
+    """)], capture_output=True, text=True, timeout=60)
+    assert child.stdout.split() == ["True", "True"], child.stderr

@@ -49,8 +49,8 @@ from spintui.tui.data import (
 from spintui.tui.plot import colour, render_plot
 
 REFRESH_S = 1.0
-# Viewers run at a lower CPU priority: when cores are scarce, training gets them first and the
-# dashboard takes what is left (it needs ~4% of a core). Trainers are started before this applies.
+# Once its first frame is on screen, a viewer drops to a lower CPU priority: when cores are scarce,
+# training gets them first and the dashboard takes what is left (it needs ~4% of a core).
 VIEWER_NICE = 10
 TELEMETRY_S = 1.0
 HISTORY = 120  # telemetry samples kept for sparklines
@@ -331,6 +331,7 @@ class Dashboard(App):
         self._kernel_columns: list[str] = []
         self._history: dict = {}
         self._last_header = None
+        self.yield_cpu = False  # run_dashboard sets it: lower priority after the first frame
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -453,6 +454,8 @@ class Dashboard(App):
     @while_mounted
     def on_frame_ready(self, message: FrameReady) -> None:
         frame = message.frame
+        if self.frame is None and self.yield_cpu:
+            self.call_after_refresh(lower_priority)
         self.frame = frame
         self.trainer = frame.trainer
         if not self.is_profile:
@@ -719,6 +722,19 @@ class Dashboard(App):
         self.exit()
 
 
+def lower_priority(increment: int = VIEWER_NICE) -> None:
+    """Raise the nice value of every thread of this process (on Linux, nice is per thread)."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        except (OSError, AttributeError):
+            pass
+
+
 def _exit_soon(delay: float = 3.0) -> None:
     """If shutting down hangs writing to a terminal that is gone, leave anyway."""
     time.sleep(delay)
@@ -731,11 +747,8 @@ def run_dashboard(run_dirs: list[Path | str], owned=None, preload: Preload | Non
     `owned` is the trainer's Popen when this viewer started it: quitting then asks stop or detach.
     `preload` is a `Preload` of the same runs started before Textual was imported.
     """
-    try:
-        os.nice(VIEWER_NICE)
-    except OSError:
-        pass
     app = Dashboard(run_dirs, owned=owned, preload=preload)
+    app.yield_cpu = True
     app.run()
     name = Path(run_dirs[0]).name
     if owned is not None:
