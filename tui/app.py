@@ -389,6 +389,7 @@ class Dashboard(App):
         returns = loss = rate = None
         loss_names: list[str] = []
         loss_name = None
+        posted = None  # what the last frame showed: skip posting when nothing changed
         while not self._stop_workers.is_set():
             settings = self.settings
             error = ""
@@ -409,6 +410,12 @@ class Dashboard(App):
                     error = f"cannot plot: {type(exc).__name__}: {exc}"
                 built_settings, versions = settings, now_versions
             now = time.time()
+            state = (tuple(t.version for t in tails), tuple(t.status(now) for t in tails), settings, error)
+            if state == posted:
+                self._wake.wait(self.refresh_s)
+                self._wake.clear()
+                continue
+            posted = state
             header = [{
                 "name": t.name, "algo": t.manifest.get("algo") or t.manifest.get("benchmark") or t.kind,
                 "env": t.manifest.get("env"), "status": t.status(now), "start": t.start_time,
@@ -463,7 +470,9 @@ class Dashboard(App):
             loss_view = self.query_one("#loss", PlotView)
             if frame.loss_name:
                 idx = frame.loss_names.index(frame.loss_name) + 1
-                loss_view.border_title = f"Loss: {frame.loss_name} ({idx}/{len(frame.loss_names)}, j/k)"
+                title = f"Loss: {frame.loss_name} ({idx}/{len(frame.loss_names)}, j/k)"
+                if loss_view.border_title != title:
+                    loss_view.border_title = title
             loss_view.show(frame.loss, self._legend(frame.loss))
         else:
             self._update_kernels(frame.kernels)
