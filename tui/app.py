@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -47,6 +49,9 @@ from spintui.tui.data import (
 from spintui.tui.plot import colour, render_plot
 
 REFRESH_S = 1.0
+# Once its first frame is on screen, a viewer drops to a lower CPU priority: when cores are scarce,
+# training gets them first and the dashboard takes what is left (it needs ~4% of a core).
+VIEWER_NICE = 10
 TELEMETRY_S = 1.0
 HISTORY = 120  # telemetry samples kept for sparklines
 STATUS_COLOURS = {"running": "green", "finished": "blue", "stopped": "yellow", "failed": "red",
@@ -74,6 +79,7 @@ class Frame:
     kernels: list[dict]
     trainer: tuple[int | None, str | None]
     error: str = ""
+    run_gpu: dict | None = None  # the newest `gpu` record a trainer logged (GpuLogger)
 
 
 class FrameReady(Message):
@@ -267,6 +273,22 @@ class QuitDialog(ModalScreen[str]):
 # The app
 
 
+def while_mounted(handler):
+    """A worker message can arrive while the app is shutting down and its widgets are gone: drop it."""
+
+    def guarded(self, *args):
+        try:
+            return handler(self, *args)
+        except NoMatches:
+            if self.is_running and not self._stop_workers.is_set() and not getattr(self, "_exit", False):
+                raise
+            return None
+
+    guarded.__name__ = handler.__name__
+    guarded.__doc__ = handler.__doc__
+    return guarded
+
+
 class Dashboard(App):
     CSS_PATH = "dashboard.tcss"
     TITLE = "spintui"
@@ -285,9 +307,10 @@ class Dashboard(App):
     ]
 
     def __init__(self, run_dirs: list[Path | str], owned=None, refresh_s: float = REFRESH_S,
-                 telemetry_s: float = TELEMETRY_S, preload: Preload | None = None) -> None:
+                 telemetry_s: float = TELEMETRY_S, preload: Preload | None = None, telemetry: bool = True) -> None:
         super().__init__()
         self.preload = preload
+        self.telemetry = telemetry  # False: no sampling (fixed screens for snapshot tests)
         self.run_dirs = [Path(p) for p in run_dirs]
         if not self.run_dirs:
             raise RunError("no runs to watch")
@@ -308,6 +331,7 @@ class Dashboard(App):
         self._kernel_columns: list[str] = []
         self._history: dict = {}
         self._last_header = None
+        self.yield_cpu = False  # run_dashboard sets it: lower priority after the first frame
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -333,7 +357,12 @@ class Dashboard(App):
         self._update_keys()
         self._settings_changed(plot_width=max(40, self.size.width))
         self._data_worker()
-        self._telemetry_worker()
+        if self.telemetry:
+            self._telemetry_worker()
+        else:
+            gpu_panel = self.query_one("#gpu", Static)
+            gpu_panel.border_title = "System"
+            gpu_panel.update(Text("telemetry off", style="dim"))
         self.set_interval(1.0, self._tick_header)
         try:
             loop = asyncio.get_running_loop()
@@ -360,6 +389,7 @@ class Dashboard(App):
         returns = loss = rate = None
         loss_names: list[str] = []
         loss_name = None
+        posted = None  # what the last frame showed: skip posting when nothing changed
         while not self._stop_workers.is_set():
             settings = self.settings
             error = ""
@@ -369,14 +399,23 @@ class Dashboard(App):
                         tail.poll()
                     except Exception as exc:  # a vanished or unreadable run shows as a line, not a crash
                         error = f"{tail.name}: {type(exc).__name__}: {exc}"
-            now_versions = tuple(t.version for t in tails)
+            now_versions = tuple(t.data_version for t in tails)
             if settings is not built_settings or now_versions != versions:
-                if not self.is_profile:
-                    returns = return_plot(tails, settings)
-                    loss, loss_names, loss_name = loss_plot(tails, settings)
-                rate = rate_plot(tails, settings)
+                try:
+                    if not self.is_profile:
+                        returns = return_plot(tails, settings)
+                        loss, loss_names, loss_name = loss_plot(tails, settings)
+                    rate = rate_plot(tails, settings)
+                except Exception as exc:  # odd data must not take the viewer down
+                    error = f"cannot plot: {type(exc).__name__}: {exc}"
                 built_settings, versions = settings, now_versions
             now = time.time()
+            state = (tuple(t.version for t in tails), tuple(t.status(now) for t in tails), settings, error)
+            if state == posted:
+                self._wake.wait(self.refresh_s)
+                self._wake.clear()
+                continue
+            posted = state
             header = [{
                 "name": t.name, "algo": t.manifest.get("algo") or t.manifest.get("benchmark") or t.kind,
                 "env": t.manifest.get("env"), "status": t.status(now), "start": t.start_time,
@@ -389,7 +428,7 @@ class Dashboard(App):
             frame = Frame(returns, loss, loss_names, loss_name, rate, header, first.phase_times(),
                           first.current_steps_per_sec(), list(first.kernels),
                           (first.manifest.get("pid"), first.manifest.get("host")) if live else (None, None),
-                          error)
+                          error, first.last_gpu)
             self.post_message(FrameReady(frame))
             self._wake.wait(self.refresh_s)
             self._wake.clear()
@@ -419,8 +458,11 @@ class Dashboard(App):
                 sampler.close()
 
     # -- rendering messages ------------------------------------------------------------------------
+    @while_mounted
     def on_frame_ready(self, message: FrameReady) -> None:
         frame = message.frame
+        if self.frame is None and self.yield_cpu:
+            self.call_after_refresh(lower_priority)
         self.frame = frame
         self.trainer = frame.trainer
         if not self.is_profile:
@@ -428,7 +470,9 @@ class Dashboard(App):
             loss_view = self.query_one("#loss", PlotView)
             if frame.loss_name:
                 idx = frame.loss_names.index(frame.loss_name) + 1
-                loss_view.border_title = f"Loss: {frame.loss_name} ({idx}/{len(frame.loss_names)}, j/k)"
+                title = f"Loss: {frame.loss_name} ({idx}/{len(frame.loss_names)}, j/k)"
+                if loss_view.border_title != title:
+                    loss_view.border_title = title
             loss_view.show(frame.loss, self._legend(frame.loss))
         else:
             self._update_kernels(frame.kernels)
@@ -437,6 +481,9 @@ class Dashboard(App):
         if timing.border_title != f"Timing{rate}":
             timing.border_title = f"Timing{rate}"
         self.query_one("#timing-plot", PlotView).show(frame.rate)
+        if frame.run_gpu and self.remote_trainer() and frame.run_gpu is not getattr(self, "_shown_run_gpu", None):
+            self._shown_run_gpu = frame.run_gpu
+            self._show_run_gpu(frame.run_gpu)
         self._update_phases(frame.phases)
         self._tick_header()
 
@@ -457,7 +504,7 @@ class Dashboard(App):
         else:
             total = sum(v for _, v in phases if v and v > 0) or 1.0
             text = Text(no_wrap=True, overflow="ellipsis")
-            bar_w = max(4, (widget.size.width or 30) - 26)
+            bar_w = max(2, (widget.size.width or 30) - 28)
             for i, (name, value) in enumerate(phases[:6]):
                 share = max(0.0, value / total)
                 shown = f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
@@ -493,8 +540,30 @@ class Dashboard(App):
         self._kernel_rows = len(kernels)
         table.border_subtitle = f"{len(kernels)} cases"
 
+    def remote_trainer(self) -> str | None:
+        """The trainer's host when it is not this one: local telemetry would describe the wrong machine."""
+        host = self.trainer[1]
+        return host if host and host != socket.gethostname() else None
+
+    def _show_run_gpu(self, record: dict) -> None:
+        """GPU samples the trainer logged into the run: what a viewer on another host can show."""
+        fields = {f for f in telemetry.GpuInfo.__dataclass_fields__}
+        gpus = []
+        for g in record.get("gpus") or []:
+            procs = [telemetry.GpuProcess(**{k: v for k, v in p.items() if k in ("pid", "used_bytes", "name",
+                                                                                 "is_trainer")})
+                     for p in g.get("processes") or []]
+            gpus.append(telemetry.GpuInfo(**{**{k: v for k, v in g.items() if k in fields}, "processes": procs}))
+        sample = telemetry.GpuSample(record.get("time", 0.0), gpus, record.get("trainer_match", ""))
+        self._render_telemetry(sample, "", f"GPU (logged on {self.remote_trainer()})")
+
+    @while_mounted
     def on_telemetry_ready(self, message: TelemetryReady) -> None:
-        sample = message.sample
+        if self.remote_trainer() and self.frame is not None and self.frame.run_gpu:
+            return  # the run's own GPU samples are shown instead (see on_frame_ready)
+        self._render_telemetry(message.sample, message.reason)
+
+    def _render_telemetry(self, sample, reason: str, title: str | None = None) -> None:
         panel = self.query_one("#gpu", Static)
         width = panel.size.width or 40
         if isinstance(sample, telemetry.GpuSample):
@@ -502,7 +571,7 @@ class Dashboard(App):
                 h = self._history.setdefault(g.index, {"util": deque(maxlen=HISTORY), "mem": deque(maxlen=HISTORY)})
                 h["util"].append(g.utilization)
                 h["mem"].append(g.memory_used)
-            title = "GPU"
+            title = title or "GPU"
             text = gpu_text(sample, self._history, width)
         else:
             h = self._history.setdefault("system", {k: deque(maxlen=HISTORY) for k in ("cpu", "ram", "trainer_cpu")})
@@ -510,11 +579,12 @@ class Dashboard(App):
             h["ram"].append(sample.ram_used)
             h["trainer_cpu"].append(sample.trainer_cpu_percent)
             title = "System"
-            text = system_text(sample, h, message.reason, width)
+            text = system_text(sample, h, reason, width)
         if panel.border_title != title:
             panel.border_title = title
         panel.update(text)
 
+    @while_mounted
     def _tick_header(self) -> None:
         frame = self.frame
         widget = self.query_one("#header", Static)
@@ -612,6 +682,9 @@ class Dashboard(App):
         return self.owned is not None and self.owned.poll() is None
 
     def action_quit_dashboard(self) -> None:
+        if isinstance(self.screen, HelpScreen):  # q closes the help first, as it says
+            self.screen.dismiss(None)
+            return
         if self._stopping or not self.owns_live_trainer():
             if self._stopping:
                 self.outcome = "detached"  # the stop request stands; the trainer finishes on its own
@@ -658,6 +731,19 @@ class Dashboard(App):
         self.exit()
 
 
+def lower_priority(increment: int = VIEWER_NICE) -> None:
+    """Raise the nice value of every thread of this process (on Linux, nice is per thread)."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        except (OSError, AttributeError):
+            pass
+
+
 def _exit_soon(delay: float = 3.0) -> None:
     """If shutting down hangs writing to a terminal that is gone, leave anyway."""
     time.sleep(delay)
@@ -671,6 +757,7 @@ def run_dashboard(run_dirs: list[Path | str], owned=None, preload: Preload | Non
     `preload` is a `Preload` of the same runs started before Textual was imported.
     """
     app = Dashboard(run_dirs, owned=owned, preload=preload)
+    app.yield_cpu = True
     app.run()
     name = Path(run_dirs[0]).name
     if owned is not None:

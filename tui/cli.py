@@ -313,7 +313,7 @@ def watch_cmd(
             raise UsageProblem("watching several runs needs a terminal; give one run to follow it headless")
         from spintui.tui.follow import follow_run
 
-        follow_run(run_dirs[0])
+        follow_run(run_dirs[0], stop_on_interrupt=False)  # a viewer never stops someone's training
         return
     from spintui.tui.data import Preload
 
