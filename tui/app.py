@@ -44,6 +44,7 @@ from spintui.tui.data import (
     rate_plot,
     return_plot,
 )
+from spintui.tui import profile_data
 from spintui.tui.plot import colour, render_plot
 
 REFRESH_S = 1.0
@@ -74,6 +75,7 @@ class Frame:
     kernels: list[dict]
     trainer: tuple[int | None, str | None]
     error: str = ""
+    speedup: PlotData | None = None  # profile runs: speedup against density per block size
 
 
 class FrameReady(Message):
@@ -242,15 +244,22 @@ class QuitDialog(ModalScreen[str]):
         Binding("escape,c", "choose('cancel')", "cancel"),
     ]
 
-    def __init__(self, run_name: str) -> None:
+    def __init__(self, run_name: str, profile: bool = False) -> None:
         super().__init__()
         self.run_name = run_name
+        self.profile = profile
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-body"):
-            yield Static(Text.assemble(("Training is still running", "bold"), f" ({self.run_name}).\n\n",
-                                       "Stop: end the run cleanly (final checkpoint, status stopped).\n",
-                                       "Detach: close the dashboard, training goes on.\n"))
+            if self.profile:
+                text = Text.assemble(("The profile is still running", "bold"), f" ({self.run_name}).\n\n",
+                                     "Stop: end it after the current case (status stopped).\n",
+                                     "Detach: close the dashboard, the sweep goes on.\n")
+            else:
+                text = Text.assemble(("Training is still running", "bold"), f" ({self.run_name}).\n\n",
+                                     "Stop: end the run cleanly (final checkpoint, status stopped).\n",
+                                     "Detach: close the dashboard, training goes on.\n")
+            yield Static(text)
             with Horizontal(id="quit-buttons"):
                 yield Button("Stop (s)", id="stop", variant="error")
                 yield Button("Detach (d)", id="detach", variant="primary")
@@ -312,24 +321,27 @@ class Dashboard(App):
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="header")
-        with Container(id="panels"):
+        with Container(id="panels", classes="profile" if self.is_profile else ""):
             if self.is_profile:
                 table = DataTable(id="kernels", classes="panel", zebra_stripes=False, cursor_type="row")
                 table.border_title = "Kernels"
                 yield table
+                yield PlotView("Speedup vs density (log y)", id="speedup", classes="panel")
             else:
                 yield PlotView("Return", id="returns", classes="panel")
                 yield PlotView("Loss", id="loss", classes="panel")
             gpu_panel = Static(id="gpu", classes="panel")
             gpu_panel.border_title = "GPU"
             yield gpu_panel
-            with Vertical(id="timing", classes="panel"):
-                yield PlotView(id="timing-plot")
-                yield Static(id="phases")
+            if not self.is_profile:
+                with Vertical(id="timing", classes="panel"):
+                    yield PlotView(id="timing-plot")
+                    yield Static(id="phases")
         yield Static(id="keys")
 
     def on_mount(self) -> None:
-        self.query_one("#timing").border_title = "Timing"
+        if not self.is_profile:
+            self.query_one("#timing").border_title = "Timing"
         self._update_keys()
         self._settings_changed(plot_width=max(40, self.size.width))
         self._data_worker()
@@ -357,7 +369,7 @@ class Dashboard(App):
             tails = [RunTail(p) for p in self.run_dirs]
         built_settings = None
         versions = None
-        returns = loss = rate = None
+        returns = loss = rate = speedup = None
         loss_names: list[str] = []
         loss_name = None
         while not self._stop_workers.is_set():
@@ -371,10 +383,12 @@ class Dashboard(App):
                         error = f"{tail.name}: {type(exc).__name__}: {exc}"
             now_versions = tuple(t.version for t in tails)
             if settings is not built_settings or now_versions != versions:
-                if not self.is_profile:
+                if self.is_profile:
+                    speedup = profile_data.speedup_plot(tails[0].kernels)
+                else:
                     returns = return_plot(tails, settings)
                     loss, loss_names, loss_name = loss_plot(tails, settings)
-                rate = rate_plot(tails, settings)
+                    rate = rate_plot(tails, settings)
                 built_settings, versions = settings, now_versions
             now = time.time()
             header = [{
@@ -384,12 +398,16 @@ class Dashboard(App):
                 "eta": t.eta(now), "rate": t.current_steps_per_sec(), "hp": t.hyperparameters(),
                 "records": t.records, "last_return": t.episodes.last() if len(t.episodes) else None,
             } for t in tails]
+            if self.is_profile:
+                for h, t in zip(header, tails):
+                    h["env"], h["hp"] = profile_data.header_info(t.manifest)
+                    h["config"] = t.manifest.get("config") or {}
             first = tails[0]
             live = first.status(now) == "running"
             frame = Frame(returns, loss, loss_names, loss_name, rate, header, first.phase_times(),
                           first.current_steps_per_sec(), list(first.kernels),
                           (first.manifest.get("pid"), first.manifest.get("host")) if live else (None, None),
-                          error)
+                          error, speedup)
             self.post_message(FrameReady(frame))
             self._wake.wait(self.refresh_s)
             self._wake.clear()
@@ -431,7 +449,12 @@ class Dashboard(App):
                 loss_view.border_title = f"Loss: {frame.loss_name} ({idx}/{len(frame.loss_names)}, j/k)"
             loss_view.show(frame.loss, self._legend(frame.loss))
         else:
-            self._update_kernels(frame.kernels)
+            self._update_kernels(frame.kernels, frame.header[0] if frame.header else {})
+            speedup = frame.speedup
+            legend = "" if speedup is None else " ".join(f"[{colour(c)}]━[/] {label}" for label, c in speedup.legend)
+            self.query_one("#speedup", PlotView).show(speedup, legend)
+            self._tick_header()
+            return
         rate = "" if frame.steps_per_sec is None else f"  {format_number(frame.steps_per_sec)} steps/s"
         timing = self.query_one("#timing")
         if timing.border_title != f"Timing{rate}":
@@ -469,8 +492,11 @@ class Dashboard(App):
             widget._last_text = str(text)
             widget.update(text)
 
-    def _update_kernels(self, kernels: list[dict]) -> None:
+    def _update_kernels(self, kernels: list[dict], header: dict) -> None:
         table = self.query_one("#kernels", DataTable)
+        if kernels and profile_data.is_sweep_record(kernels[0]):
+            self._update_sweep_table(table, kernels, header)
+            return
         new = kernels[self._kernel_rows:]
         if not new:
             if not kernels:
@@ -492,6 +518,37 @@ class Dashboard(App):
             table.add_row(*cells)
         self._kernel_rows = len(kernels)
         table.border_subtitle = f"{len(kernels)} cases"
+
+    def _update_sweep_table(self, table: DataTable, kernels: list[dict], header: dict) -> None:
+        """The blocksparse sweep's table: fixed columns, WRONG in red, progress with ETA below."""
+        cols = profile_data.columns(kernels, header.get("config"))
+        if [key for key, _, _ in cols] != self._kernel_columns:
+            table.clear(columns=True)  # first rows, or a compare column appeared
+            self._kernel_columns = [key for key, _, _ in cols]
+            self._kernel_rows = 0
+            for key, label, _ in cols:
+                table.add_column(label, key=key)
+        at_end = table.cursor_row >= table.row_count - 1
+        for i, rec in enumerate(kernels[self._kernel_rows:], start=self._kernel_rows + 1):
+            justify = {key: "right" if right else "left" for key, _, right in cols}
+            table.add_row(*(Text(profile_data.cell(rec, key, i), style=profile_data.cell_style(rec, key),
+                                 justify=justify[key]) for key, _, _ in cols), key=str(i))
+        if len(kernels) > self._kernel_rows and at_end:
+            table.move_cursor(row=len(kernels) - 1)
+        self._kernel_rows = len(kernels)
+        total = header.get("total")
+        done = header.get("step") or len(kernels)
+        status = header.get("status", "running")
+        eta = header.get("eta") if status == "running" else None
+        counts = profile_data.counts(kernels)
+        subtitle = profile_data.progress_text(done, total, eta)
+        if status != "running":
+            subtitle += f"  {status}"
+        bad = "  ".join(f"{counts[k]} {k}" for k in ("WRONG", "error") if counts[k])
+        if bad:
+            subtitle += f"  [red]{bad}[/]"
+        if table.border_subtitle != subtitle:
+            table.border_subtitle = subtitle
 
     def on_telemetry_ready(self, message: TelemetryReady) -> None:
         sample = message.sample
@@ -545,7 +602,7 @@ class Dashboard(App):
             step = f"{h['step']:,}"
             if h["total"]:
                 step += f"/{h['total']:,} ({min(1.0, h['step'] / h['total']):.0%})"
-            text.append(f"  step {step}")
+            text.append(f"  {'case' if self.is_profile else 'step'} {step}")
             if h["eta"] is not None:
                 text.append(f"  ETA {format_duration(h['eta'])}")
             if h["last_return"] is not None:
@@ -571,6 +628,10 @@ class Dashboard(App):
 
     def _update_keys(self) -> None:
         s = self.settings
+        if self.is_profile:
+            self.query_one("#keys", Static).update(
+                f"? help  p {'resume' if s.paused else 'pause'}  ↑/↓ scroll cases  q quit")
+            return
         axis = "wall time" if s.x_axis == "time" else "env steps"
         parts = [f"? help  s/S smoothing {s.smoothing:g}  x axis: {axis}  l log{' on' if s.log_y else ''}",
                  f"p {'resume' if s.paused else 'pause'}", "j/k loss", "q quit"]
@@ -619,7 +680,7 @@ class Dashboard(App):
             return
         if isinstance(self.screen, QuitDialog):
             return
-        self.push_screen(QuitDialog(self.run_dirs[0].name), self._on_quit_choice)
+        self.push_screen(QuitDialog(self.run_dirs[0].name, self.is_profile), self._on_quit_choice)
 
     def _on_quit_choice(self, choice: str | None) -> None:
         if choice == "detach":
