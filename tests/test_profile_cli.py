@@ -109,7 +109,7 @@ def test_headless_regression_exits_1_with_json(tmp_path):
     one_line_error(result.returncode, result.stderr, 1, "profile candidate: 2 regressions")
     lines = result.stdout.splitlines()
     assert sum("[slower +" in ln for ln in lines) == 2, result.stdout  # a line per case as it finishes
-    assert "vs baseline (threshold 15%): 2 slower" in result.stdout
+    assert f"vs baseline (threshold {ks.NOISE_THRESHOLD:.0%}): 2 slower" in result.stdout
     assert "dsd" in result.stdout and "speedup" in result.stdout and "check" in result.stdout  # the table
     data = json.loads(out_json.read_text())
     assert data["schema_version"] == 1 and len(data["cases"]) == 2

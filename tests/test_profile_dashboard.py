@@ -157,3 +157,30 @@ def test_dashboard_follows_a_sweep_process(tmp_path):
     assert proc.wait(timeout=30) == 0
     assert read_manifest(rd)["status"] == "finished"
     assert "finished: 2 cases" in (rd / "output.log").read_text()
+
+
+def test_quit_does_not_ask_once_the_sweep_closed_its_run(recorded):
+    """The sweep process may take a moment to exit after writing `finished`: q must not ask to stop it."""
+    import subprocess
+    import sys
+
+    rd, _ = recorded
+    exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+
+    async def go():
+        from spintui.tui.app import QuitDialog
+
+        app = Dashboard([rd], owned=exiting, refresh_s=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.frame is not None)
+            await pilot.press("q")
+            await pilot.pause(0.1)
+            assert not isinstance(app.screen, QuitDialog)
+        return app.outcome
+
+    try:
+        assert asyncio.run(go()) == "closed"
+        assert exiting.poll() is None, "the process was left alone"
+    finally:
+        exiting.kill()
+        exiting.wait()

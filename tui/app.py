@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
@@ -211,9 +211,10 @@ def system_text(sample: telemetry.SystemSample, history: dict, reason: str, widt
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "close help")]
 
-    def __init__(self, bindings: list[Binding]) -> None:
+    def __init__(self, bindings: list[Binding], profile: bool = False) -> None:
         super().__init__()
         self.key_list = bindings
+        self.profile = profile
 
     def compose(self) -> ComposeResult:
         text = Text()
@@ -222,8 +223,13 @@ class HelpScreen(ModalScreen[None]):
             keys = ", ".join(_key_name(k) for k in b.key.split(","))
             text.append(f"  {keys:<16}", style="bold")
             text.append(f"{b.description}\n")
-        text.append("\nPanels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
-                    "GPU or System, Timing (steps/s, time per phase). Esc, q or ? close.", style="dim")
+        if self.profile:
+            text.append("\nPanels: Kernels (a row per case as it finishes; WRONG: failed the dense check,\n"
+                        "never timed), Speedup vs density per block size with the ideal 1/density,\n"
+                        "GPU or System. Esc, q or ? close.", style="dim")
+        else:
+            text.append("\nPanels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
+                        "GPU or System, Timing (steps/s, time per phase). Esc, q or ? close.", style="dim")
         yield Static(text, id="help-body")
 
     def action_dismiss_help(self) -> None:
@@ -437,7 +443,18 @@ class Dashboard(App):
                 sampler.close()
 
     # -- rendering messages ------------------------------------------------------------------------
+    def _panels_gone(self) -> bool:
+        """A worker's message can arrive after the panels were removed while the app exits."""
+        if self._stop_workers.is_set():
+            return True
+        try:
+            return not self.screen.query("#gpu")
+        except ScreenStackError:  # no screen left at all
+            return True
+
     def on_frame_ready(self, message: FrameReady) -> None:
+        if self._panels_gone():
+            return
         frame = message.frame
         self.frame = frame
         self.trainer = frame.trainer
@@ -551,6 +568,8 @@ class Dashboard(App):
             table.border_subtitle = subtitle
 
     def on_telemetry_ready(self, message: TelemetryReady) -> None:
+        if self._panels_gone():
+            return
         sample = message.sample
         panel = self.query_one("#gpu", Static)
         width = panel.size.width or 40
@@ -645,7 +664,7 @@ class Dashboard(App):
             self._wake.set()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(list(self.BINDINGS)))
+        self.push_screen(HelpScreen(list(self.BINDINGS), self.is_profile))
 
     def action_smoothing(self, direction: int) -> None:
         steps = SMOOTHING_STEPS
@@ -670,7 +689,11 @@ class Dashboard(App):
         self._settings_changed(loss_index=self.settings.loss_index + direction)
 
     def owns_live_trainer(self) -> bool:
-        return self.owned is not None and self.owned.poll() is None
+        if self.owned is None or self.owned.poll() is not None:
+            return False
+        # A producer that has closed its run (finished, failed) is only exiting: nothing to stop.
+        header = self.frame.header if self.frame is not None else []
+        return not header or header[0].get("status") in ("running", "unknown")
 
     def action_quit_dashboard(self) -> None:
         if self._stopping or not self.owns_live_trainer():
