@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 
 def tiny_run(runs_dir: Path, name: str = "tiny", **options) -> Path:
-    values = dict(sizes="128 256", blocks="32,64", densities="50%,25%", dtypes="fp32", modes="dsd,sdd",
+    values = dict(sizes="128 256,128,128", blocks="32,64", densities="50%,25%", dtypes="fp32", modes="dsd,sdd",
                   device="cpu", threads=1, min_run_time=0.005)
     values.update(options)
     cfg = ks.resolve_config(**values)
@@ -27,7 +27,7 @@ def tiny_run(runs_dir: Path, name: str = "tiny", **options) -> Path:
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> Path:
-    """A finished tiny sweep: 2 sizes x 2 blocks x 2 densities x 2 modes = 16 cases."""
+    """A finished tiny sweep: 2 sizes (128³ and M,N,K = 256,128,128) x 2 blocks x 2 densities x 2 modes."""
     rd = tiny_run(tmp_path_factory.mktemp("runs"))
     result = ks.run_sweep(rd)
     assert result.status == "finished"
@@ -50,9 +50,10 @@ def test_tiny_sweep_records_every_case_with_consistent_columns(recorded):
         assert (c["s_torch_bsr"] is not None) == (c["mode"] == "dsd")
         if c["mode"] == "dsd":
             assert c["speedup_vs_torch_bsr"] == pytest.approx(c["s_torch_bsr"] / c["s_ours"])
-        values = c["M"] * c["M"] * c["density_actual"] * 4
+        sparse_shape = c["M"] * (c["K"] if c["mode"] == "dsd" else c["N"])  # S in S @ D, or the sampled C
+        values = sparse_shape * c["density_actual"] * 4
         assert values < c["sparse_bytes"] < values + 4096, "block values plus a few index tensors"
-        assert c["dense_bytes"] == c["M"] * c["M"] * 4
+        assert c["dense_bytes"] == sparse_shape * 4
         assert c["launch_bound"] == (c["s_ours"] < ks.CPU_LAUNCH_BOUND_S)
         assert c["threads"] == 1 and c["backend"] == "cpu"
     manifest = read_manifest(recorded)
@@ -209,7 +210,7 @@ def test_profile_json_schema(recorded, tmp_path):
     assert data["run"]["name"] == recorded.name and data["run"]["status"] == "finished"
     assert {"device", "device_name", "threads", "driver", "torch", "triton", "python", "spintui",
             "git_revision", "host", "launch_overhead_s", "timer"} <= set(data["environment"])
-    assert data["config"]["sizes"] == [[128, 128, 128], [256, 256, 256]]
+    assert data["config"]["sizes"] == [[128, 128, 128], [256, 128, 128]]
     assert data["compare"] is None and len(data["cases"]) == 16
     for case in data["cases"]:
         assert set(ks.CASE_KEY) <= set(case)

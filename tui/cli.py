@@ -362,19 +362,19 @@ def eval_cmd(
 @profile_app.command("blocksparse")
 def profile_blocksparse_cmd(
     sizes: Optional[str] = typer.Option(None, "--sizes", help="M,N,K triples or N for square, separated by "
-                                        "spaces or ';' [default: GPU 4096 8192; CPU 512 1024]."),
+                                        "spaces or ';' (default: GPU 4096 8192; CPU 512 1024)."),
     blocks: Optional[str] = typer.Option(None, "--blocks", help="Block sizes: 16, 32, 64, 128 "
-                                         "[default: GPU 32,64,128; CPU 32,64]."),
+                                         "(default: GPU 32,64,128; CPU 32,64)."),
     densities: Optional[str] = typer.Option(None, "--densities", help="Fractions of blocks stored, e.g. "
-                                            "0.5,0.1 or 50%,10% [default: 50%,25%,10%,5%]."),
-    dtypes: Optional[str] = typer.Option(None, "--dtypes", help="fp32, fp16, bf16, fp64 [default: GPU bf16; "
-                                         "CPU fp32]."),
-    modes: Optional[str] = typer.Option(None, "--modes", help="sdd, dsd, dds [default: all three]."),
+                                            "0.5,0.1 or 50%,10% (default: 50%,25%,10%,5%)."),
+    dtypes: Optional[str] = typer.Option(None, "--dtypes", help="fp32, fp16, bf16, fp64 (default: GPU bf16; "
+                                         "CPU fp32)."),
+    modes: Optional[str] = typer.Option(None, "--modes", help="sdd, dsd, dds (default: all three)."),
     layout: str = typer.Option("random", "--layout", help="Block pattern: random, banded or strided."),
     backward: bool = typer.Option(False, "--backward", help="Time forward + backward (autograd) too."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for every peer [default: 1, "
-                                          "timed by the thread's CPU time, steady on a shared machine]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for every peer (default: 1, "
+                                          "timed by the thread's CPU time, steady on a shared machine)."),
     seed: int = typer.Option(0, "--seed", help="Seed of layouts and operands."),
     quick: bool = typer.Option(False, "--quick", help="A small grid (under a minute on a 2-core CPU)."),
     headless: bool = typer.Option(False, "--headless", help="No dashboard: a live table (or a line per case)."),
@@ -383,8 +383,8 @@ def profile_blocksparse_cmd(
     compare: Optional[str] = typer.Option(None, "--compare", help="Baseline profile run (path, name or "
                                           "'latest'): mark cases faster/slower; headless exits 1 on regressions."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Noise threshold of --compare as a "
-                                              "fraction, 0.5 = 50% [default: 1.25, measured on a shared 2-core CPU; see kernel_sweep.NOISE_THRESHOLD]."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name [default: date_time_blocksparse]."),
+                                              "fraction, 0.5 = 50% (default: 1.25, measured on a shared 2-core CPU; see kernel_sweep.NOISE_THRESHOLD)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: date_time_blocksparse)."),
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Time block-sparse matmul kernels against dense and torch's BSR (each case checked first)."""

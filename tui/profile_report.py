@@ -106,7 +106,7 @@ def report_sweep(run_dir: Path, console: Console | None = None, kernel=None) -> 
         if live is not None:
             live.update(live_view(), refresh=True)
         else:
-            console.print(case_line(rec, done, total, eta))
+            console.print(case_line(rec, done, total, eta), soft_wrap=True)  # one line per case in a log
 
     try:
         result = run_sweep(run_dir, on_case=on_case, kernel=kernel, on_start=on_start)
