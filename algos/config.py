@@ -59,12 +59,12 @@ class OffPolicyConfig(RunConfig):
 class DDPGConfig(OffPolicyConfig):
     pi_lr: float = hp(1e-3, "Actor learning rate (Adam).")
     q_lr: float = hp(1e-3, "Critic learning rate (Adam).")
-    act_noise: float = hp(0.1, "Std of Gaussian exploration noise, as a fraction of the action range.")
+    act_noise: float = hp(0.1, "Std of Gaussian exploration noise added to actions (action units, as Spinning Up).")
 
 
 @dataclass
 class TD3Config(DDPGConfig):
-    target_noise: float = hp(0.2, "Std of target policy smoothing noise.")
+    target_noise: float = hp(0.2, "Std of target policy smoothing noise (action units).")
     noise_clip: float = hp(0.5, "Clip target policy smoothing noise to +-noise_clip.")
     policy_delay: int = hp(2, "Update actor and targets once per this many critic updates.")
 
@@ -90,6 +90,8 @@ class OnPolicyConfig(RunConfig):
     max_ep_len: int = hp(1000, "Cut episodes at this length (treated as truncation, not termination).")
     save_freq: int = hp(1, "Checkpoint every N epochs (and always at the end).")
     nproc: int = hp(1, "Data-parallel processes (torch.distributed: gloo on CPU, NCCL on CUDA).")
+    num_envs: int = hp(1, "Environments stepped together per process (gymnasium.vector); each collects "
+                          "steps_per_epoch / (nproc x num_envs) steps per epoch.")
 
 
 @dataclass
@@ -215,7 +217,7 @@ def make_config(algo: str, values: dict) -> RunConfig:
 def validate(algo: str, cfg: RunConfig) -> None:
     positive = ["steps_per_epoch", "epochs", "max_ep_len"]
     positive += [n for n in ("batch_size", "replay_size", "update_every", "train_v_iters", "policy_delay",
-                             "cg_iters", "nproc") if hasattr(cfg, n)]
+                             "cg_iters", "nproc", "num_envs") if hasattr(cfg, n)]
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")

@@ -5,27 +5,98 @@ process, in its own session, so training never shares a process with a viewer an
 terminal that started it. Each algorithm module exposes ``train(cfg, run)`` where ``run`` is a
 ``RunWriter``; it returns when done or when ``run.stop_requested`` becomes true (after a final
 checkpoint). Nothing here imports Textual or Rich.
+
+Data-parallel runs (on-policy ``--nproc N``): this process re-executes itself through torch's
+elastic launcher, ``python -m torch.distributed.run --standalone --nproc-per-node N -m
+spintui.algos.launch RUN_DIR``, and waits for it. Each worker reads RANK/WORLD_SIZE from the
+launcher, joins the process group (gloo on CPU, NCCL for CUDA tensors) and gets the run's manifest
+from rank 0, so only rank 0 needs the run directory and only rank 0 writes it. For several machines,
+start the same module with torchrun's usual flags on every node (see README), or set
+SPINTUI_TORCHRUN_ARGS to the flags that replace ``--standalone`` here.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import shlex
 import signal
+import subprocess
 import sys
+import threading
 import traceback
 from pathlib import Path
 
 from spintui.algos.config import config_from_manifest
-from spintui.profiles.store import RunWriter, read_manifest
+from spintui.profiles.store import RunWriter, read_manifest, request_stop
+
+
+class RankWriter:
+    """What ranks other than 0 get instead of a RunWriter: writes nothing, keeps a stop flag."""
+
+    run_dir = None
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+def _join_process_group() -> tuple[int, int]:
+    """Under torchrun: join the process group; returns (rank, world size)."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch
+        import torch.distributed as dist
+
+        if torch.cuda.is_available():
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            if local_rank < torch.cuda.device_count():
+                torch.cuda.set_device(local_rank)
+            backend = "cpu:gloo,cuda:nccl"  # statistics on CPU tensors, gradients on the GPU
+        else:
+            backend = "gloo"
+        dist.init_process_group(backend=backend)
+    return rank, world
+
+
+def _shared_manifest(run_dir: Path | str, rank: int, world: int) -> dict:
+    """Rank 0 reads run.json and sends it to the others (their nodes need not see the directory)."""
+    if world == 1:
+        return read_manifest(run_dir)
+    import torch.distributed as dist
+
+    box = [read_manifest(run_dir) if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def train_run(run_dir: Path | str) -> str:
     """Train the run in `run_dir` in this process; returns the final status."""
-    manifest = read_manifest(run_dir)
-    cfg = config_from_manifest(manifest)
-    module = importlib.import_module(f"spintui.algos.{manifest['algo']}")
-    writer = RunWriter(run_dir)
+    rank, world = _join_process_group()
+    try:
+        manifest = _shared_manifest(run_dir, rank, world)
+        cfg = config_from_manifest(manifest)
+        module = importlib.import_module(f"spintui.algos.{manifest['algo']}")
+        writer = RunWriter(run_dir) if rank == 0 else RankWriter()
+        return _train(module, cfg, writer)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
 
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _train(module, cfg, writer) -> str:
     def _ask_stop(signum, frame):  # a clean stop: finish the step, checkpoint, status `stopped`
         writer.request_stop()
 
@@ -48,12 +119,57 @@ def train_run(run_dir: Path | str) -> str:
     return status
 
 
+def torchrun_command(run_dir: Path | str, nproc: int) -> list[str]:
+    flags = shlex.split(os.environ.get("SPINTUI_TORCHRUN_ARGS", "--standalone"))
+    return [sys.executable, "-m", "torch.distributed.run", *flags, "--nproc-per-node", str(nproc),
+            "-m", "spintui.algos.launch", str(run_dir)]
+
+
+def run_data_parallel(run_dir: Path | str, nproc: int) -> int:
+    """Start `nproc` workers through torch's elastic launcher and wait for them.
+
+    A first signal here asks for a clean stop through the run's control file (what a viewer does):
+    rank 0 sees it, all ranks agree on it at their next check, rank 0 saves the final checkpoint and
+    the launcher exits normally. A second signal is passed on to the launcher, which ends the workers.
+    """
+    proc = subprocess.Popen(torchrun_command(run_dir, nproc))
+    signals_seen = []
+
+    def _forward(signum, frame):
+        signals_seen.append(signum)
+        if len(signals_seen) == 1:
+            request_stop(run_dir)
+        elif proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, _forward)
+        except ValueError:
+            break
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code != 0 and read_manifest(run_dir).get("status") == "running":
+        # The workers died before rank 0 could record why (rendezvous failure, a killed worker).
+        RunWriter(run_dir, heartbeat=False, claim=False).close(
+            "failed", error=f"torch.distributed.run exited with code {code}")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m spintui.algos.launch RUN_DIR", file=sys.stderr)
         return 2
     try:
+        if "RANK" not in os.environ:  # not started by torchrun: maybe start it
+            nproc = int(read_manifest(argv[0]).get("config", {}).get("nproc") or 1)
+            if nproc > 1:
+                return 0 if run_data_parallel(argv[0], nproc) == 0 else 1
         train_run(argv[0])
     except Exception:
         traceback.print_exc()

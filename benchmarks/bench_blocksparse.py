@@ -18,13 +18,7 @@ import sys
 
 import torch
 
-from spintui.kernels.bench import time_case
-
-CPU_CASE = dict(mode="dsd", M=2048, N=2048, K=2048, block=64, density=0.10)
-CPU_SWEEP = [dict(mode=m, M=2048, N=2048, K=2048, block=b, density=d)
-             for m in ("dsd", "dds", "sdd") for b in (32, 64) for d in (0.25, 0.10, 0.05)]
-GPU_GRID = [dict(mode="dsd", M=8192, N=8192, K=8192, block=b, density=d)
-            for b in (32, 64, 128) for d in (0.50, 0.25, 0.10, 0.05)]
+from spintui.kernels.bench import CPU_CASE, CPU_SWEEP, GPU_GRID, time_case
 
 
 def run_case(case: dict, repeats: int, **kw) -> dict:
@@ -38,8 +32,9 @@ def run_case(case: dict, repeats: int, **kw) -> dict:
     return summary
 
 
-def fmt(value, spec):
-    return "-" if value is None else format(value, spec)
+def fmt(value, spec, suffix=""):
+    return "-" if value is None else format(value, spec) + suffix
+
 
 
 def print_table(rows: list[dict], header: bool = True) -> None:
@@ -48,8 +43,8 @@ def print_table(rows: list[dict], header: bool = True) -> None:
               f"{'ours ms':>8} {'speedup':>8} {'bsr x':>6} {'frac':>5} {'TFLOP/s':>8} {'rel err':>8}")
     for r in rows:
         print(f"{r['mode']:4} {r['M']:5} {r['N']:5} {r['K']:5} {r['block']:4} {r['density']:5.3f} "
-              f"{r['s_dense'] * 1e3:9.2f} {fmt(r['s_torch_bsr'] and r['s_torch_bsr'] * 1e3, '8.2f')} "
-              f"{r['s_ours'] * 1e3:8.2f} {r['speedup']:7.2f}x {fmt(r.get('speedup_torch_bsr'), '5.2f')}x "
+              f"{r['s_dense'] * 1e3:9.2f} {fmt(r['s_torch_bsr'] and r['s_torch_bsr'] * 1e3, '8.2f'):>8} "
+              f"{r['s_ours'] * 1e3:8.2f} {r['speedup']:7.2f}x {fmt(r.get('speedup_torch_bsr'), '5.2f', 'x'):>6} "
               f"{r['fraction_of_ideal']:5.2f} {r['tflops_effective']:8.3f} {r['max_rel_error']:8.1e}")
         if len(r["speedups"]) > 1:
             print(f"      speedup per repeat: {', '.join(f'{s:.2f}' for s in r['speedups'])}")
@@ -62,13 +57,20 @@ def main(argv=None) -> int:
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing (default 1.0)")
     p.add_argument("--sweep", action="store_true", help="CPU: all modes, blocks 32/64, densities 25/10/5%%")
     p.add_argument("--gpu", action="store_true", help="time the CUDA bf16 8192^3 DSD grid instead")
+    p.add_argument("--persistent", action="store_true", help="GPU: use the persistent DSD Triton kernel")
+    p.add_argument("--programs-per-sm", type=int, default=2, help="GPU: programs per SM when --persistent")
     args = p.parse_args(argv)
 
     if args.gpu:
         if not torch.cuda.is_available():
             print("error: --gpu needs a CUDA device; none is visible", file=sys.stderr)
             return 1
+        if args.persistent:
+            from spintui.kernels import triton_kernels
+            meta = triton_kernels.meta_parameters("dsd", 64, torch.bfloat16, torch.device("cuda"))
+            triton_kernels.OVERRIDES["dsd"] = dict(meta, PERSISTENT=True, PROGRAMS_PER_SM=args.programs_per_sm)
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, bf16, "
+              f"{'persistent' if args.persistent else 'plain'} DSD kernel, "
               f"triton.testing.do_bench median; ratios are medians of {args.repeats} repeats")
         for i, case in enumerate(GPU_GRID):
             row = run_case(case, args.repeats, dtype=torch.bfloat16, device="cuda", min_run_time=args.min_run_time)

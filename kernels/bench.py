@@ -62,6 +62,14 @@ def layout_bytes(layout: BlockLayout) -> int:
     return sum(getattr(layout, name).numel() * getattr(layout, name).element_size() for name in _INDEX_NAMES)
 
 
+# The issue's cases: the CPU target (fp32, >= 4x dense), a CPU sweep, and the GPU grid (bf16).
+CPU_CASE = dict(mode="dsd", M=2048, N=2048, K=2048, block=64, density=0.10)
+CPU_SWEEP = [dict(mode=m, M=2048, N=2048, K=2048, block=b, density=d)
+             for m in ("dsd", "dds", "sdd") for b in (32, 64) for d in (0.25, 0.10, 0.05)]
+GPU_GRID = [dict(mode="dsd", M=8192, N=8192, K=8192, block=b, density=d)
+            for b in (32, 64, 128) for d in (0.50, 0.25, 0.10, 0.05)]
+
+
 def case_operands(mode: str, M: int, N: int, K: int, block: int, density: float, dtype: torch.dtype,
                   device, seed: int = 0, layout_kind: str = "random"):
     """(layout, a, b, dense_a, dense_b): our operands and their dense equivalents for C = A @ B."""

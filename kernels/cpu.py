@@ -17,9 +17,17 @@ stored block, writing straight into views of the output: for DSD each block ``(r
 contiguous row slices, so nothing is gathered or copied (DDS writes column slices, which BLAS
 also takes in place through the leading dimension). At 2048^3 with 10% of 64-blocks that is
 ~100 GEMMs of 17 MFLOP each, large enough that BLAS runs near its dense speed and the Python loop
-costs well under a millisecond. Measured on 1 thread (benchmarks/bench_blocksparse.py), this beats
-a gather + bmm path, per-row panels (concatenated blocks against gathered rows of B: the gather
-copies more than it saves) and torch's BSR @ dense kernel.
+costs well under a millisecond. Alternatives measured here (1 thread, 2048^3, 64-blocks, 10%, one
+session): per block 32-46 ms; per-row panels (a row's blocks concatenated against gathered rows of
+B: the gather copies more than the bigger GEMM saves) 39-66 ms; gather + bmm (the reference path)
+139 ms; torch's BSR @ dense 175-250 ms; dense 217-267 ms. For DDS, per-column panels and DSD on
+the transposed problem were within noise of per block. When each block's GEMM is tiny (few
+tokens), the gathering path wins instead: see LOOP_MIN_BLOCK_WORK.
+
+Threads: each block GEMM uses torch's intra-op thread count. With more than one thread every GEMM
+ends in a barrier, so on an oversubscribed machine this path loses more than one big dense GEMM
+does (measured here at 2 threads with a load average of ~7 on 2 cores: anywhere from 4x faster
+than dense to 0.4x); 1 thread is the configuration measured against the issue's target.
 """
 
 from __future__ import annotations
@@ -71,10 +79,21 @@ def dds_reference(a: torch.Tensor, values: torch.Tensor, trans_s: bool, layout: 
 # ---------------------------------------------------------------------------------------------
 # CPU fast path: one BLAS call per stored block, straight into output views
 
+# Multiply-adds per block GEMM below which the ~10 us Python + dispatch cost of each call outweighs
+# the copies of the gathering reference path (measured: 64 tokens x 32-blocks is faster gathered,
+# 512 tokens x 32-blocks faster per block).
+LOOP_MIN_BLOCK_WORK = 1 << 17
+
+
+def _small(free: int, layout: BlockLayout) -> bool:
+    return free * layout.block * layout.block < LOOP_MIN_BLOCK_WORK
+
 
 def sdd_cpu(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
     blk, host = layout.block, layout.host
     Z, H, M, K = a.shape
+    if _small(K, layout):
+        return sdd_reference(a, b, layout)
     out = a.new_empty(Z, layout.nnz, blk, blk)
     heads, rows, cols = host["head_idx"], host["row_idx"], host["col_idx"]
     for z in range(Z):
@@ -88,6 +107,8 @@ def sdd_cpu(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout) -> torch.Tens
 def dsd_cpu(values: torch.Tensor, trans_s: bool, b: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
     blk, host = layout.block, layout.host
     Z, H, K, N = b.shape
+    if _small(N, layout):
+        return dsd_reference(values, trans_s, b, layout)
     if trans_s:  # rows of S^T are columns of S: walk the column-ordered indices, blocks transposed
         out_rows, ptr, k_idx, v_idx = layout.cols, host["col_ptr"], host["csc_row_idx"], host["csc_value_idx"]
     else:
@@ -115,6 +136,8 @@ def dsd_cpu(values: torch.Tensor, trans_s: bool, b: torch.Tensor, layout: BlockL
 def dds_cpu(a: torch.Tensor, values: torch.Tensor, trans_s: bool, layout: BlockLayout) -> torch.Tensor:
     blk, host = layout.block, layout.host
     Z, H, M, K = a.shape
+    if _small(M, layout):
+        return dds_reference(a, values, trans_s, layout)
     if trans_s:  # columns of S^T are rows of S: walk the row-ordered indices, blocks transposed
         out_cols, ptr, k_idx, v_idx = layout.rows, host["row_ptr"], host["col_idx"], None
     else:

@@ -21,8 +21,10 @@ strides, values [Z, nnz, block, block]):
 The free dimension (N for DSD, M for DDS, K for SDD) is masked, so it may be any size. fp32 inputs
 use TF32 tensor cores (``input_precision="tf32"``); every kernel accumulates in fp32 and stores the
 input dtype. Meta-parameters come from tuning.json, keyed by GPU name with a "default" entry.
-Not yet done: persistent programs and merging short rows; the GPU speed targets of the issue have
-not been measured on this code.
+DSD also has a persistent variant (``"PERSISTENT": true`` in the table): a fixed number of programs
+per SM, each looping over output tiles. It is off by default until timed on a GPU. Not done:
+merging short rows / splitting long ones, TMA loads. The issue's GPU speed targets have not been
+measured on this code (no GPU was available while it was written).
 """
 
 from __future__ import annotations
@@ -45,9 +47,17 @@ def _tuning_table() -> dict:
     return json.loads(TUNING_FILE.read_text())
 
 
+# Entries here win over tuning.json (the tests and a tuning sweep set them), e.g.
+# OVERRIDES["dsd"] = {"BLOCK_N": 64, "PERSISTENT": True}.
+OVERRIDES: dict[str, dict] = {}
+
+
 def meta_parameters(mode: str, block: int, dtype: torch.dtype, device: torch.device) -> dict:
-    """Tile sizes, warps and stages for a product: the GPU's own entry if tuning.json has one."""
+    """Tile sizes, warps, stages and variant for a product: an override, else the GPU's own entry
+    in tuning.json, else its "default" entry."""
     table = _tuning_table()
+    if mode in OVERRIDES:
+        return dict(OVERRIDES[mode])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "interpreter"
     key = f"{mode}/b{block}/{str(dtype).removeprefix('torch.')}"
     for entry in (table.get(name, {}), table["default"]):
@@ -58,7 +68,8 @@ def meta_parameters(mode: str, block: int, dtype: torch.dtype, device: torch.dev
 
 
 def _precision(dtype: torch.dtype) -> str:
-    return "tf32" if dtype == torch.float32 else "ieee"
+    # fp32 inputs run on TF32 tensor cores; for fp16 / bf16 inputs the setting has no effect
+    return "tf32"
 
 
 @triton.jit
@@ -75,7 +86,7 @@ def _dsd_kernel(values, b, out, ptr, k_idx, v_idx, order,
     head = row // out_rows
     i = row % out_rows
     offs = tl.arange(0, BLOCK)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # offsets * strides may pass 2^31
     n_ok = offs_n < N
     values += z * s_vz
     b += z * s_bz + head * s_bh
@@ -97,6 +108,46 @@ def _dsd_kernel(values, b, out, ptr, k_idx, v_idx, order,
 
 
 @triton.jit
+def _dsd_persistent_kernel(values, b, out, ptr, k_idx, v_idx, order,
+                           N, out_rows, row_count, n_tiles, tile_count,
+                           s_vz, s_vp, s_vr, s_vc,
+                           s_bz, s_bh, s_bk, s_bn,
+                           s_oz, s_oh, s_om, s_on,
+                           BLOCK: tl.constexpr, BLOCK_N: tl.constexpr, INDIRECT_VALUES: tl.constexpr,
+                           PRECISION: tl.constexpr):
+    """DSD with a fixed number of programs (a few per SM), each walking output tiles in the same
+    row-fastest order as the plain kernel; saves per-program launch and prologue work when rows
+    hold only a handful of blocks."""
+    offs = tl.arange(0, BLOCK)
+    for tile in range(tl.program_id(0), tile_count, tl.num_programs(0)):
+        row = tl.load(order + tile % row_count)
+        rest = tile // row_count
+        pid_n = rest % n_tiles
+        z = (rest // n_tiles).to(tl.int64)
+        head = row // out_rows
+        i = row % out_rows
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # offsets * strides may pass 2^31
+        n_ok = offs_n < N
+        v_base = values + z * s_vz
+        b_base = b + z * s_bz + head * s_bh
+        acc = tl.zeros((BLOCK, BLOCK_N), dtype=tl.float32)
+        start = tl.load(ptr + row)
+        end = tl.load(ptr + row + 1)
+        for p in range(start, end):
+            k = tl.load(k_idx + p)
+            if INDIRECT_VALUES:
+                v = tl.load(v_idx + p)
+            else:
+                v = p
+            s_tile = tl.load(v_base + v * s_vp + offs[:, None] * s_vr + offs[None, :] * s_vc)
+            b_tile = tl.load(b_base + (k * BLOCK + offs)[:, None] * s_bk + offs_n[None, :] * s_bn,
+                             mask=n_ok[None, :], other=0.0)
+            acc = tl.dot(s_tile, b_tile, acc, input_precision=PRECISION)
+        out_ptrs = out + z * s_oz + head * s_oh + (i * BLOCK + offs)[:, None] * s_om + offs_n[None, :] * s_on
+        tl.store(out_ptrs, acc.to(out.dtype.element_ty), mask=n_ok[None, :])
+
+
+@triton.jit
 def _dds_kernel(a, values, out, ptr, k_idx, v_idx, order,
                 M, out_cols,
                 s_az, s_ah, s_am, s_ak,
@@ -110,7 +161,7 @@ def _dds_kernel(a, values, out, ptr, k_idx, v_idx, order,
     head = col // out_cols
     j = col % out_cols
     offs = tl.arange(0, BLOCK)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
     m_ok = offs_m < M
     values += z * s_vz
     a += z * s_az + head * s_ah
@@ -144,7 +195,7 @@ def _sdd_kernel(a, b, out, head_idx, row_idx, col_idx,
     r = tl.load(row_idx + p)
     c = tl.load(col_idx + p)
     offs = tl.arange(0, BLOCK)
-    offs_k = tl.arange(0, BLOCK_K)
+    offs_k = tl.arange(0, BLOCK_K).to(tl.int64)
     a_ptrs = a + z * s_az + head * s_ah + (r * BLOCK + offs)[:, None] * s_am + offs_k[None, :] * s_ak
     b_ptrs = b + z * s_bz + head * s_bh + offs_k[:, None] * s_bk + (c * BLOCK + offs)[None, :] * s_bn
     acc = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
@@ -157,6 +208,14 @@ def _sdd_kernel(a, b, out, head_idx, row_idx, col_idx,
         b_ptrs += BLOCK_K * s_bk
     out_ptrs = out + z * s_oz + p * s_op + offs[:, None] * s_or + offs[None, :] * s_oc
     tl.store(out_ptrs, acc.to(out.dtype.element_ty))
+
+
+def _program_slots(device: torch.device, meta: dict) -> int:
+    """Programs for a persistent launch: PROGRAMS_PER_SM per streaming multiprocessor."""
+    per_sm = meta.get("PROGRAMS_PER_SM", 2)
+    if device.type != "cuda":
+        return 4 * per_sm  # interpreter: few programs, many tiles each, to exercise the tile loop
+    return torch.cuda.get_device_properties(device).multi_processor_count * per_sm
 
 
 def _launch_options(meta: dict) -> dict:
@@ -174,11 +233,17 @@ def dsd(values: torch.Tensor, trans_s: bool, b: torch.Tensor, layout: BlockLayou
         ptr, k_idx, v_idx, order, s = lay.row_ptr, lay.col_idx, lay.col_idx, lay.row_order, values
     meta = meta_parameters("dsd", blk, b.dtype, b.device)
     block_n = meta["BLOCK_N"]
-    grid = (H * out_rows, triton.cdiv(N, block_n), Z)
-    _dsd_kernel[grid](s, b, out, ptr, k_idx, v_idx, order, N, out_rows,
-                      *s.stride(), *b.stride(), *out.stride(),
-                      BLOCK=blk, BLOCK_N=block_n, INDIRECT_VALUES=trans_s, PRECISION=_precision(b.dtype),
-                      **_launch_options(meta))
+    row_count, n_tiles = H * out_rows, triton.cdiv(N, block_n)
+    constants = dict(BLOCK=blk, BLOCK_N=block_n, INDIRECT_VALUES=trans_s, PRECISION=_precision(b.dtype),
+                     **_launch_options(meta))
+    if meta.get("PERSISTENT"):
+        tile_count = row_count * n_tiles * Z
+        grid = (min(tile_count, _program_slots(b.device, meta)),)
+        _dsd_persistent_kernel[grid](s, b, out, ptr, k_idx, v_idx, order, N, out_rows, row_count, n_tiles,
+                                     tile_count, *s.stride(), *b.stride(), *out.stride(), **constants)
+    else:
+        _dsd_kernel[(row_count, n_tiles, Z)](s, b, out, ptr, k_idx, v_idx, order, N, out_rows,
+                                             *s.stride(), *b.stride(), *out.stride(), **constants)
     return out
 
 

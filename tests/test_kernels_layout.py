@@ -141,3 +141,12 @@ def test_errors_are_one_line_and_name_accepted_values(call, message):
     with pytest.raises((ValueError, TypeError), match=message) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+def test_transposed_layout_and_value_permutation():
+    layout = BlockLayout.random((2, 64, 96), 16, 0.4, seed=8)
+    values = torch.randn(layout.nnz, 16, 16)
+    t = layout.transposed()
+    assert t.shape == (2, 96, 64) and t.nnz == layout.nnz
+    t_values = values[layout.transpose_permutation()].mT
+    assert torch.equal(t.to_dense(t_values), layout.to_dense(values).mT)

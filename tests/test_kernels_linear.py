@@ -8,9 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from spintui.kernels import BlockLayout, BlockSparseLinear
+from spintui.kernels import BlockLayout, BlockSparseLinear, cpu
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, params=["per-block", "gather"])
+def cpu_path(request, monkeypatch):
+    """Run each test through both CPU strategies (small sizes would otherwise always gather)."""
+    monkeypatch.setattr(cpu, "LOOP_MIN_BLOCK_WORK", 0 if request.param == "per-block" else 1 << 62)
 
 
 def dense_twin(layer: BlockSparseLinear) -> nn.Linear:

@@ -9,10 +9,17 @@ import sys
 import pytest
 import torch
 
-from spintui.kernels import BlockLayout, blocksparse_matmul, select_backend
+from spintui.kernels import BlockLayout, blocksparse_matmul, cpu, select_backend
 
 torch.set_num_threads(1)
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def per_block_cpu_path(monkeypatch):
+    """Test sizes are small enough that the CPU backend would hand them to the gathering reference
+    path; force its per-block loop so that "cpu" and "reference" are two independent code paths."""
+    monkeypatch.setattr(cpu, "LOOP_MIN_BLOCK_WORK", 0)
 
 
 def op(x, trans):
@@ -90,6 +97,20 @@ def test_batch_dims_and_broadcasting(mode):
         got = blocksparse_matmul(a2, b2, layout, mode, False, True)
         assert got.shape == (3, *expected2.shape[-3:])
         torch.testing.assert_close(got, expected2.expand_as(got))
+
+
+cpu_reference = cpu.dsd_reference
+
+
+def test_cpu_backend_picks_loop_or_gather_by_block_work(monkeypatch):
+    monkeypatch.setattr(cpu, "LOOP_MIN_BLOCK_WORK", 16 * 16 * 64)
+    layout = LAYOUTS["odd"]
+    calls = []
+    monkeypatch.setattr(cpu, "dsd_reference", lambda *args: calls.append("gather") or cpu_reference(*args))
+    for free in (63, 64):
+        values, b, expected = problem(layout, "dsd", False, False, free)
+        torch.testing.assert_close(blocksparse_matmul(values, b, layout, "dsd", backend="cpu"), expected)
+    assert calls == ["gather"]  # 63 columns: gathered; 64: one GEMM per block
 
 
 def test_lower_precision_dtypes_on_cpu():

@@ -16,7 +16,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import torch  # noqa: E402
 
-from spintui.kernels import BlockLayout, blocksparse_matmul  # noqa: E402
+from spintui.kernels import BlockLayout, blocksparse_matmul, triton_kernels  # noqa: E402
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -85,14 +85,25 @@ def main() -> None:
     big_block = BlockLayout.random((128, 128), 64, 0.5, seed=1)
     results = {}
     for mode, ta, tb in itertools.product(("sdd", "dsd", "dds"), (False, True), (False, True)):
-        name = f"{mode}-ta{int(ta)}-tb{int(tb)}"
-        results[f"fwd-odd16-{name}"] = forward_case(odd, mode, ta, tb, free=40)
-        results[f"fwd-heads32-batch-{name}"] = forward_case(heads, mode, ta, tb, free=24, batch=(2,))
+        results[f"fwd-odd16-{mode}-ta{int(ta)}-tb{int(tb)}"] = forward_case(odd, mode, ta, tb, free=40)
     for mode in ("sdd", "dsd", "dds"):
         results[f"fwd-block64-{mode}"] = forward_case(big_block, mode, False, False, free=64)
         results[f"fwd-fp16-{mode}"] = forward_case(odd, mode, False, True, dtype=torch.float16)
         results[f"bwd-{mode}-plain"] = backward_case(odd, mode, False, False)
         results[f"bwd-{mode}-transposed"] = backward_case(odd, mode, True, True)
+    # heads and a batch dim with small tiles: several N / M tiles and K steps per program, each
+    # with a masked remainder (free=40)
+    triton_kernels.OVERRIDES.update(dsd={"BLOCK_N": 16}, dds={"BLOCK_M": 16}, sdd={"BLOCK_K": 16})
+    for mode, ta, tb in itertools.product(("sdd", "dsd", "dds"), (False, True), (False, True)):
+        results[f"fwd-heads32-batch-{mode}-ta{int(ta)}-tb{int(tb)}"] = forward_case(heads, mode, ta, tb, free=40,
+                                                                                  batch=(2,))
+    # the persistent DSD variant: 8 programs walk every tile
+    triton_kernels.OVERRIDES.update(dsd={"BLOCK_N": 16, "PERSISTENT": True})
+    for ta, tb in itertools.product((False, True), repeat=2):
+        results[f"fwd-persistent-dsd-ta{int(ta)}-tb{int(tb)}"] = forward_case(heads, "dsd", ta, tb, free=40,
+                                                                              batch=(2,))
+    results["bwd-persistent-dds"] = backward_case(odd, "dds", True, False)  # its dA runs DSD
+    triton_kernels.OVERRIDES.clear()
     json.dump(results, sys.stdout)
 
 

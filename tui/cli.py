@@ -356,7 +356,24 @@ def eval_cmd(
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Run a trained run's deterministic policy and print mean +- std return."""
-    raise CLIError("spintui eval is not built yet")
+    from spintui.profiles.runs import resolve_run
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageProblem(f"--device must be auto, cpu or cuda, got {device!r}")
+    run_dir = resolve_run(run, runs_dir_or_default(runs_dir), kind="train")
+    from spintui.algos.evaluate import EvalError, evaluate
+
+    try:
+        result = evaluate(run_dir, episodes=episodes, render=render, seed=seed, device=device)
+    except EvalError as exc:
+        raise CLIError(str(exc)) from None
+    except ValueError as exc:  # e.g. --device cuda without a GPU
+        raise UsageProblem(str(exc).splitlines()[0]) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['run']}: {result['algo']} on {result['env']} (checkpoint at step {result['checkpoint_step']:,}): "
+               f"return {result['mean_return']:.1f} \u00b1 {result['std_return']:.1f} over {episodes} episodes")
 
 
 @profile_app.command("blocksparse")

@@ -1,0 +1,176 @@
+"""Soft Actor-Critic, following Spinning Up's PyTorch sac.py (Haarnoja et al. 2018).
+
+Per update, on a minibatch (o, a, r, o', d) with d = terminated (truncation bootstraps):
+
+    a' ~ pi(.|o'),  backup = r + gamma (1 - d) (min_i Q_targ_i(o', a') - alpha log pi(a'|o'))
+    LossQ  = sum_i mean (Q_i(o, a) - backup)^2                       -> step both critics
+    a~ ~ pi(.|o),   LossPi = mean (alpha log pi(a~|o) - min_i Q_i(o, a~))  (critics frozen) -> step actor
+    with --alpha auto: LossAlpha = -mean log_alpha (log pi(a~|o) + target_entropy), target = -dim(A)
+    Q_targ <- polyak Q_targ + (1 - polyak) Q
+
+The policy is a tanh-squashed Gaussian with log-std clamped to [-20, 2]; tests use the mean action.
+The loop around this (exploration, update schedule, tests, logging, checkpoints) is
+offpolicy.run_off_policy, the same for DDPG, TD3 and SAC.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spintui.algos.config import SACConfig
+from spintui.algos.offpolicy import (
+    MLP,
+    QEnsemble,
+    action_bounds,
+    adam,
+    frozen,
+    minimize,
+    polyak_update,
+    q_forward,
+    run_off_policy,
+    target_copy,
+)
+
+LOG_STD_MIN, LOG_STD_MAX = -20, 2
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+LOG_2 = math.log(2)
+
+
+class SquashedGaussianActor(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, act_scale: torch.Tensor, act_center: torch.Tensor):
+        super().__init__()
+        # Hidden ReLU layers, then one linear layer giving the mean and log-std of each action dimension.
+        self.net = MLP([obs_dim, *hidden_sizes, 2 * act_dim])
+        self.act_dim = act_dim
+        self.register_buffer("act_scale", act_scale)
+        self.register_buffer("act_center", act_center)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False, with_logprob: bool = True):
+        mu, log_std = self.net(obs).split(self.act_dim, dim=-1)
+        log_std = torch.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        eps = None if deterministic else torch.randn_like(mu)
+        u = mu if deterministic else torch.addcmul(mu, log_std.exp(), eps)  # reparameterised sample
+        logp = None
+        if with_logprob:
+            # log N(u; mu, std) = -(log_std + eps^2 / 2 + log(2 pi) / 2), then the tanh correction
+            # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)) (Spinning Up's numerically stable form).
+            half_eps2 = 0.0 if deterministic else 0.5 * eps.square()
+            neg_logp = log_std + half_eps2 + 2 * (LOG_2 - u - F.softplus(-2 * u))
+            logp = -neg_logp.sum(-1) - self.act_dim * HALF_LOG_2PI
+        action = torch.addcmul(self.act_center, torch.tanh(u), self.act_scale)
+        return action, logp
+
+
+class SAC:
+    def __init__(self, cfg: SACConfig, obs_space, act_space, device: torch.device):
+        obs_dim, act_dim = obs_space.shape[0], act_space.shape[0]
+        self.cfg, self.device = cfg, device
+        act_scale, act_center = action_bounds(act_space, device)
+        self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.hidden_sizes, act_scale, act_center).to(device)
+        self.critic = QEnsemble(2, obs_dim, act_dim, cfg.hidden_sizes).to(device)  # q1, q2
+        self.critic_targ = target_copy(self.critic)
+        self.critic_frozen = frozen(self.critic)
+        self.pi_optimizer = adam(self.actor.parameters(), cfg.lr)
+        self.q_optimizer = adam(self.critic.parameters(), cfg.lr)
+        self.auto_alpha = cfg.alpha == "auto"
+        if self.auto_alpha:
+            self.target_entropy = -float(act_dim)
+            self.log_alpha = torch.zeros(1, device=device, requires_grad=True)
+            self.alpha_optimizer = adam([self.log_alpha], cfg.lr)
+            self.alpha = self.log_alpha.detach().exp()
+        else:
+            self.alpha = torch.tensor(float(cfg.alpha), device=device)
+
+    # -- acting --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        action, _ = self.actor(obs_t, deterministic=deterministic, with_logprob=False)
+        return action[0].cpu().numpy()
+
+    # -- learning ------------------------------------------------------------------------------
+    def update(self, obs, act, rew, next_obs, done) -> dict[str, torch.Tensor]:
+        """One gradient step per minibatch of the block; statistics stay on the device."""
+        discount = self.cfg.gamma * (1 - done)  # for the whole block at once
+        loss_q, loss_pi, q_vals, logp_vals = [], [], [], []
+        for j in range(obs.shape[0]):
+            lq, lp, q, logp = self.update_once(obs[j], act[j], rew[j], next_obs[j], discount[j])
+            loss_q.append(lq)
+            loss_pi.append(lp)
+            q_vals.append(q)
+            logp_vals.append(logp)
+        q_vals = torch.stack(q_vals)  # (n, 2, batch)
+        return {"LossQ": torch.stack(loss_q), "LossPi": torch.stack(loss_pi),
+                "Q1Vals": q_vals[:, 0], "Q2Vals": q_vals[:, 1], "LogPi": torch.stack(logp_vals)}
+
+    def update_once(self, o, a, r, o2, discount):
+        alpha = self.alpha
+        # Critics: regress both Q_i(o, a) onto the entropy-regularised backup.
+        q = self.critic(o, a)
+        with torch.no_grad():
+            a2, logp_a2 = self.actor(o2)
+            q_pi_targ = self.critic_targ(o2, a2).amin(0)
+            backup = r + discount * (q_pi_targ - alpha * logp_a2)
+        loss_q = (q - backup).square().mean(1).sum()
+        minimize(loss_q, self.q_optimizer)
+
+        # Actor: maximise min_i Q_i(o, a~) + alpha * entropy, through frozen critics.
+        pi, logp_pi = self.actor(o)
+        q_pi = q_forward(self.critic_frozen, o, pi).amin(0)
+        loss_pi = (alpha * logp_pi - q_pi).mean()
+        minimize(loss_pi, self.pi_optimizer)
+
+        if self.auto_alpha:
+            loss_alpha = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
+            minimize(loss_alpha, self.alpha_optimizer)
+            self.alpha = self.log_alpha.detach().exp()
+
+        polyak_update(self.critic_targ, self.critic, self.cfg.polyak)
+        return loss_q.detach(), loss_pi.detach(), q.detach(), logp_pi.detach()
+
+    # -- logging and checkpoints ---------------------------------------------------------------
+    def stat_layout(self):
+        return ("Q1Vals", "Q2Vals", "LogPi"), ("LossQ", "LossPi")
+
+    def epoch_values(self) -> dict[str, float]:
+        return {"Alpha": float(self.alpha)}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "critic_targ": self.critic_targ}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        out = {"pi": self.pi_optimizer, "q": self.q_optimizer}
+        if self.auto_alpha:
+            out["alpha"] = self.alpha_optimizer
+        return out
+
+    def extra(self) -> dict:
+        return {"log_alpha": self.log_alpha.detach().cpu()} if self.auto_alpha else {}
+
+
+def train(cfg: SACConfig, run) -> dict:
+    """Train SAC on cfg.env, logging into `run` (a profiles.store.RunWriter)."""
+    return run_off_policy(cfg, run, "sac", SAC)
+
+
+def load_policy(checkpoint: dict, env, device: str | torch.device = "cpu"):
+    """The saved deterministic policy (mean action) as obs -> action."""
+    cfg = checkpoint["config"]
+    device = torch.device(device)
+    act_scale, act_center = action_bounds(env.action_space, device)
+    actor = SquashedGaussianActor(env.observation_space.shape[0], env.action_space.shape[0],
+                                  tuple(cfg["hidden_sizes"]), act_scale, act_center).to(device)
+    actor.load_state_dict(checkpoint["modules"]["actor"])
+    actor.eval()
+
+    @torch.inference_mode()
+    def policy(obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+        return actor(obs_t, deterministic=True, with_logprob=False)[0][0].cpu().numpy()
+
+    return policy

@@ -1,0 +1,116 @@
+"""Twin Delayed DDPG, following Spinning Up's PyTorch td3.py (Fujimoto et al. 2018).
+
+Per update j of a block, on a minibatch (o, a, r, o', d) with d = terminated (truncation bootstraps):
+
+    a' = clip(mu_targ(o') + clip(eps, -noise_clip, noise_clip), low, high),  eps ~ N(0, target_noise)
+    backup = r + gamma (1 - d) min_i Q_targ_i(o', a')
+    LossQ  = sum_i mean (Q_i(o, a) - backup)^2                     -> step both critics
+    every policy_delay-th update (j % policy_delay == 0):
+        LossPi = -mean Q_1(o, mu(o))   (critics frozen)            -> step actor
+        mu_targ, Q_targ <- polyak targ + (1 - polyak) online
+
+Exploration adds N(0, act_noise) to mu(o) and clips to the bounds (noise in action units, as in
+Spinning Up). The loop is offpolicy.run_off_policy, the same for DDPG, TD3 and SAC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from spintui.algos.config import TD3Config
+from spintui.algos.ddpg import DeterministicActor, load_policy  # noqa: F401  (same saved policy)
+from spintui.algos.offpolicy import (
+    QEnsemble,
+    action_bounds,
+    adam,
+    frozen,
+    minimize,
+    polyak_update,
+    q_forward,
+    run_off_policy,
+    target_copy,
+)
+
+
+class TD3:
+    def __init__(self, cfg: TD3Config, obs_space, act_space, device: torch.device):
+        obs_dim, act_dim = obs_space.shape[0], act_space.shape[0]
+        self.cfg, self.device = cfg, device
+        self.act_scale, self.act_center = action_bounds(act_space, device)
+        self.act_low, self.act_high = self.act_center - self.act_scale, self.act_center + self.act_scale
+        self.low_np, self.high_np = act_space.low, act_space.high
+        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes, self.act_scale, self.act_center).to(device)
+        self.actor_targ = target_copy(self.actor)
+        self.critic = QEnsemble(2, obs_dim, act_dim, cfg.hidden_sizes).to(device)  # q1, q2
+        self.critic_targ = target_copy(self.critic)
+        self.q1_frozen = [p[:1] for p in frozen(self.critic)]  # the actor follows Q1 only
+        self.pi_optimizer = adam(self.actor.parameters(), cfg.pi_lr)
+        self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
+
+    # -- acting --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        action = self.actor(obs_t)[0].cpu().numpy()
+        if deterministic:
+            return action
+        action = action + self.cfg.act_noise * np.random.randn(*action.shape)
+        return np.clip(action, self.low_np, self.high_np).astype(np.float32)
+
+    # -- learning ------------------------------------------------------------------------------
+    def update(self, obs, act, rew, next_obs, done) -> dict[str, torch.Tensor]:
+        discount = self.cfg.gamma * (1 - done)
+        # Target policy smoothing noise for the whole block at once.
+        target_eps = (torch.randn(*act.shape, device=self.device) * self.cfg.target_noise).clamp(
+            -self.cfg.noise_clip, self.cfg.noise_clip)
+        loss_q, loss_pi, q_vals = [], [], []
+        for j in range(obs.shape[0]):
+            lq, q = self.update_critic(obs[j], act[j], rew[j], next_obs[j], discount[j], target_eps[j])
+            loss_q.append(lq)
+            q_vals.append(q)
+            if j % self.cfg.policy_delay == 0:
+                loss_pi.append(self.update_actor_and_targets(obs[j]))
+        q_vals = torch.stack(q_vals)
+        return {"LossQ": torch.stack(loss_q), "LossPi": torch.stack(loss_pi),
+                "Q1Vals": q_vals[:, 0], "Q2Vals": q_vals[:, 1]}
+
+    def update_critic(self, o, a, r, o2, discount, target_eps):
+        q = self.critic(o, a)
+        with torch.no_grad():
+            a2 = torch.clamp(self.actor_targ(o2) + target_eps, self.act_low, self.act_high)
+            q_pi_targ = self.critic_targ(o2, a2).amin(0)  # clipped double-Q
+            backup = r + discount * q_pi_targ
+        loss_q = (q - backup).square().mean(1).sum()
+        minimize(loss_q, self.q_optimizer)
+        return loss_q.detach(), q.detach()
+
+    def update_actor_and_targets(self, o):
+        loss_pi = -q_forward(self.q1_frozen, o, self.actor(o)).mean()
+        minimize(loss_pi, self.pi_optimizer)
+        polyak_update(self.actor_targ, self.actor, self.cfg.polyak)
+        polyak_update(self.critic_targ, self.critic, self.cfg.polyak)
+        return loss_pi.detach()
+
+    # -- logging and checkpoints ---------------------------------------------------------------
+    def stat_layout(self):
+        return ("Q1Vals", "Q2Vals"), ("LossQ", "LossPi")
+
+    def epoch_values(self) -> dict[str, float]:
+        return {}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "actor_targ": self.actor_targ,
+                "critic": self.critic, "critic_targ": self.critic_targ}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"pi": self.pi_optimizer, "q": self.q_optimizer}
+
+    def extra(self) -> dict:
+        return {}
+
+
+def train(cfg: TD3Config, run) -> dict:
+    """Train TD3 on cfg.env, logging into `run` (a profiles.store.RunWriter)."""
+    return run_off_policy(cfg, run, "td3", TD3)

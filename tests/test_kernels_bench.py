@@ -1,0 +1,28 @@
+"""kernels.bench.time_case: the check before timing, and the fields the profile sweep reads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spintui.kernels import bench
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("mode", ["sdd", "dsd", "dds"])
+def test_time_case_reports_ratios(mode):
+    r = bench.time_case(mode, 128, 96, 64, 32, 0.5, min_run_time=0.01, threads=1)
+    assert r["mode"] == mode and r["threads"] == 1 and r["backend"] == "cpu" and r["dtype"] == "float32"
+    assert r["max_rel_error"] < 1e-5
+    assert r["s_dense"] > 0 and r["s_ours"] > 0
+    assert r["speedup"] == pytest.approx(r["s_dense"] / r["s_ours"])
+    assert r["fraction_of_ideal"] == pytest.approx(r["speedup"] * r["density"])
+    assert (r["s_torch_bsr"] is not None) == (mode == "dsd")
+
+
+def test_time_case_refuses_to_time_a_wrong_result(monkeypatch):
+    real = bench.blocksparse_matmul
+    monkeypatch.setattr(bench, "blocksparse_matmul", lambda *a, **k: real(*a, **k) * 1.01)
+    with pytest.raises(AssertionError, match="relative error"):
+        bench.time_case("dsd", 64, 64, 64, 32, 0.5, min_run_time=0.01)
