@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Container, Horizontal, Vertical
@@ -46,6 +46,7 @@ from spintui.tui.data import (
     rate_plot,
     return_plot,
 )
+from spintui.tui import profile_data
 from spintui.tui.plot import colour, render_plot
 
 REFRESH_S = 1.0
@@ -80,6 +81,7 @@ class Frame:
     trainer: tuple[int | None, str | None]
     error: str = ""
     run_gpu: dict | None = None  # the newest `gpu` record a trainer logged (GpuLogger)
+    speedup: PlotData | None = None  # profile runs: speedup against density per block size
 
 
 class FrameReady(Message):
@@ -215,9 +217,10 @@ def system_text(sample: telemetry.SystemSample, history: dict, reason: str, widt
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "close help")]
 
-    def __init__(self, bindings: list[Binding]) -> None:
+    def __init__(self, bindings: list[Binding], profile: bool = False) -> None:
         super().__init__()
         self.key_list = bindings
+        self.profile = profile
 
     def compose(self) -> ComposeResult:
         text = Text()
@@ -226,8 +229,13 @@ class HelpScreen(ModalScreen[None]):
             keys = ", ".join(_key_name(k) for k in b.key.split(","))
             text.append(f"  {keys:<16}", style="bold")
             text.append(f"{b.description}\n")
-        text.append("\nPanels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
-                    "GPU or System, Timing (steps/s, time per phase). Esc, q or ? close.", style="dim")
+        if self.profile:
+            text.append("\nPanels: Kernels (a row per case as it finishes; WRONG: failed the dense check,\n"
+                        "never timed), Speedup vs density per block size with the ideal 1/density,\n"
+                        "GPU or System. Esc, q or ? close.", style="dim")
+        else:
+            text.append("\nPanels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
+                        "GPU or System, Timing (steps/s, time per phase). Esc, q or ? close.", style="dim")
         yield Static(text, id="help-body")
 
     def action_dismiss_help(self) -> None:
@@ -248,15 +256,22 @@ class QuitDialog(ModalScreen[str]):
         Binding("escape,c", "choose('cancel')", "cancel"),
     ]
 
-    def __init__(self, run_name: str) -> None:
+    def __init__(self, run_name: str, profile: bool = False) -> None:
         super().__init__()
         self.run_name = run_name
+        self.profile = profile
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-body"):
-            yield Static(Text.assemble(("Training is still running", "bold"), f" ({self.run_name}).\n\n",
-                                       "Stop: end the run cleanly (final checkpoint, status stopped).\n",
-                                       "Detach: close the dashboard, training goes on.\n"))
+            if self.profile:
+                text = Text.assemble(("The profile is still running", "bold"), f" ({self.run_name}).\n\n",
+                                     "Stop: end it after the current case (status stopped).\n",
+                                     "Detach: close the dashboard, the sweep goes on.\n")
+            else:
+                text = Text.assemble(("Training is still running", "bold"), f" ({self.run_name}).\n\n",
+                                     "Stop: end the run cleanly (final checkpoint, status stopped).\n",
+                                     "Detach: close the dashboard, training goes on.\n")
+            yield Static(text)
             with Horizontal(id="quit-buttons"):
                 yield Button("Stop (s)", id="stop", variant="error")
                 yield Button("Detach (d)", id="detach", variant="primary")
@@ -336,24 +351,27 @@ class Dashboard(App):
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="header")
-        with Container(id="panels"):
+        with Container(id="panels", classes="profile" if self.is_profile else ""):
             if self.is_profile:
                 table = DataTable(id="kernels", classes="panel", zebra_stripes=False, cursor_type="row")
                 table.border_title = "Kernels"
                 yield table
+                yield PlotView("Speedup vs density (log y)", id="speedup", classes="panel")
             else:
                 yield PlotView("Return", id="returns", classes="panel")
                 yield PlotView("Loss", id="loss", classes="panel")
             gpu_panel = Static(id="gpu", classes="panel")
             gpu_panel.border_title = "GPU"
             yield gpu_panel
-            with Vertical(id="timing", classes="panel"):
-                yield PlotView(id="timing-plot")
-                yield Static(id="phases")
+            if not self.is_profile:
+                with Vertical(id="timing", classes="panel"):
+                    yield PlotView(id="timing-plot")
+                    yield Static(id="phases")
         yield Static(id="keys")
 
     def on_mount(self) -> None:
-        self.query_one("#timing").border_title = "Timing"
+        if not self.is_profile:
+            self.query_one("#timing").border_title = "Timing"
         self._update_keys()
         self._settings_changed(plot_width=max(40, self.size.width))
         self._data_worker()
@@ -386,7 +404,7 @@ class Dashboard(App):
             tails = [RunTail(p) for p in self.run_dirs]
         built_settings = None
         versions = None
-        returns = loss = rate = None
+        returns = loss = rate = speedup = None
         loss_names: list[str] = []
         loss_name = None
         posted = None  # what the last frame showed: skip posting when nothing changed
@@ -402,10 +420,12 @@ class Dashboard(App):
             now_versions = tuple(t.data_version for t in tails)
             if settings is not built_settings or now_versions != versions:
                 try:
-                    if not self.is_profile:
+                    if self.is_profile:
+                        speedup = profile_data.speedup_plot(tails[0].kernels)
+                    else:
                         returns = return_plot(tails, settings)
                         loss, loss_names, loss_name = loss_plot(tails, settings)
-                    rate = rate_plot(tails, settings)
+                        rate = rate_plot(tails, settings)
                 except Exception as exc:  # odd data must not take the viewer down
                     error = f"cannot plot: {type(exc).__name__}: {exc}"
                 built_settings, versions = settings, now_versions
@@ -423,12 +443,16 @@ class Dashboard(App):
                 "eta": t.eta(now), "rate": t.current_steps_per_sec(), "hp": t.hyperparameters(),
                 "records": t.records, "last_return": t.episodes.last() if len(t.episodes) else None,
             } for t in tails]
+            if self.is_profile:
+                for h, t in zip(header, tails):
+                    h["env"], h["hp"] = profile_data.header_info(t.manifest)
+                    h["config"] = t.manifest.get("config") or {}
             first = tails[0]
             live = first.status(now) == "running"
             frame = Frame(returns, loss, loss_names, loss_name, rate, header, first.phase_times(),
                           first.current_steps_per_sec(), list(first.kernels),
                           (first.manifest.get("pid"), first.manifest.get("host")) if live else (None, None),
-                          error, first.last_gpu)
+                          error, first.last_gpu, speedup)
             self.post_message(FrameReady(frame))
             self._wake.wait(self.refresh_s)
             self._wake.clear()
@@ -458,8 +482,19 @@ class Dashboard(App):
                 sampler.close()
 
     # -- rendering messages ------------------------------------------------------------------------
+    def _panels_gone(self) -> bool:
+        """A worker's message can arrive after the panels were removed while the app exits."""
+        if self._stop_workers.is_set():
+            return True
+        try:
+            return not self.screen.query("#gpu")
+        except ScreenStackError:  # no screen left at all
+            return True
+
     @while_mounted
     def on_frame_ready(self, message: FrameReady) -> None:
+        if self._panels_gone():
+            return
         frame = message.frame
         if self.frame is None and self.yield_cpu:
             self.call_after_refresh(lower_priority)
@@ -475,7 +510,12 @@ class Dashboard(App):
                     loss_view.border_title = title
             loss_view.show(frame.loss, self._legend(frame.loss))
         else:
-            self._update_kernels(frame.kernels)
+            self._update_kernels(frame.kernels, frame.header[0] if frame.header else {})
+            speedup = frame.speedup
+            legend = "" if speedup is None else " ".join(f"[{colour(c)}]━[/] {label}" for label, c in speedup.legend)
+            self.query_one("#speedup", PlotView).show(speedup, legend)
+            self._tick_header()
+            return
         rate = "" if frame.steps_per_sec is None else f"  {format_number(frame.steps_per_sec)} steps/s"
         timing = self.query_one("#timing")
         if timing.border_title != f"Timing{rate}":
@@ -516,8 +556,11 @@ class Dashboard(App):
             widget._last_text = str(text)
             widget.update(text)
 
-    def _update_kernels(self, kernels: list[dict]) -> None:
+    def _update_kernels(self, kernels: list[dict], header: dict) -> None:
         table = self.query_one("#kernels", DataTable)
+        if kernels and profile_data.is_sweep_record(kernels[0]):
+            self._update_sweep_table(table, kernels, header)
+            return
         new = kernels[self._kernel_rows:]
         if not new:
             if not kernels:
@@ -540,6 +583,37 @@ class Dashboard(App):
         self._kernel_rows = len(kernels)
         table.border_subtitle = f"{len(kernels)} cases"
 
+    def _update_sweep_table(self, table: DataTable, kernels: list[dict], header: dict) -> None:
+        """The blocksparse sweep's table: fixed columns, WRONG in red, progress with ETA below."""
+        cols = profile_data.columns(kernels, header.get("config"))
+        if [key for key, _, _ in cols] != self._kernel_columns:
+            table.clear(columns=True)  # first rows, or a compare column appeared
+            self._kernel_columns = [key for key, _, _ in cols]
+            self._kernel_rows = 0
+            for key, label, _ in cols:
+                table.add_column(label, key=key)
+        at_end = table.cursor_row >= table.row_count - 1
+        for i, rec in enumerate(kernels[self._kernel_rows:], start=self._kernel_rows + 1):
+            justify = {key: "right" if right else "left" for key, _, right in cols}
+            table.add_row(*(Text(profile_data.cell(rec, key, i), style=profile_data.cell_style(rec, key),
+                                 justify=justify[key]) for key, _, _ in cols), key=str(i))
+        if len(kernels) > self._kernel_rows and at_end:
+            table.move_cursor(row=len(kernels) - 1)
+        self._kernel_rows = len(kernels)
+        total = header.get("total")
+        done = header.get("step") or len(kernels)
+        status = header.get("status", "running")
+        eta = header.get("eta") if status == "running" else None
+        counts = profile_data.counts(kernels)
+        subtitle = profile_data.progress_text(done, total, eta)
+        if status != "running":
+            subtitle += f"  {status}"
+        bad = "  ".join(f"{counts[k]} {k}" for k in ("WRONG", "error") if counts[k])
+        if bad:
+            subtitle += f"  [red]{bad}[/]"
+        if table.border_subtitle != subtitle:
+            table.border_subtitle = subtitle
+
     def remote_trainer(self) -> str | None:
         """The trainer's host when it is not this one: local telemetry would describe the wrong machine."""
         host = self.trainer[1]
@@ -559,6 +633,8 @@ class Dashboard(App):
 
     @while_mounted
     def on_telemetry_ready(self, message: TelemetryReady) -> None:
+        if self._panels_gone():
+            return
         if self.remote_trainer() and self.frame is not None and self.frame.run_gpu:
             return  # the run's own GPU samples are shown instead (see on_frame_ready)
         self._render_telemetry(message.sample, message.reason)
@@ -615,7 +691,7 @@ class Dashboard(App):
             step = f"{h['step']:,}"
             if h["total"]:
                 step += f"/{h['total']:,} ({min(1.0, h['step'] / h['total']):.0%})"
-            text.append(f"  step {step}")
+            text.append(f"  {'case' if self.is_profile else 'step'} {step}")
             if h["eta"] is not None:
                 text.append(f"  ETA {format_duration(h['eta'])}")
             if h["last_return"] is not None:
@@ -641,6 +717,10 @@ class Dashboard(App):
 
     def _update_keys(self) -> None:
         s = self.settings
+        if self.is_profile:
+            self.query_one("#keys", Static).update(
+                f"? help  p {'resume' if s.paused else 'pause'}  ↑/↓ scroll cases  q quit")
+            return
         axis = "wall time" if s.x_axis == "time" else "env steps"
         parts = [f"? help  s/S smoothing {s.smoothing:g}  x axis: {axis}  l log{' on' if s.log_y else ''}",
                  f"p {'resume' if s.paused else 'pause'}", "j/k loss", "q quit"]
@@ -654,7 +734,7 @@ class Dashboard(App):
             self._wake.set()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(list(self.BINDINGS)))
+        self.push_screen(HelpScreen(list(self.BINDINGS), self.is_profile))
 
     def action_smoothing(self, direction: int) -> None:
         steps = SMOOTHING_STEPS
@@ -679,7 +759,11 @@ class Dashboard(App):
         self._settings_changed(loss_index=self.settings.loss_index + direction)
 
     def owns_live_trainer(self) -> bool:
-        return self.owned is not None and self.owned.poll() is None
+        if self.owned is None or self.owned.poll() is not None:
+            return False
+        # A producer that has closed its run (finished, failed) is only exiting: nothing to stop.
+        header = self.frame.header if self.frame is not None else []
+        return not header or header[0].get("status") in ("running", "unknown")
 
     def action_quit_dashboard(self) -> None:
         if isinstance(self.screen, HelpScreen):  # q closes the help first, as it says
@@ -692,7 +776,7 @@ class Dashboard(App):
             return
         if isinstance(self.screen, QuitDialog):
             return
-        self.push_screen(QuitDialog(self.run_dirs[0].name), self._on_quit_choice)
+        self.push_screen(QuitDialog(self.run_dirs[0].name, self.is_profile), self._on_quit_choice)
 
     def _on_quit_choice(self, choice: str | None) -> None:
         if choice == "detach":
