@@ -162,7 +162,7 @@ def _make_train_command(algo: str):
         tp = _option_type(field_type(cls, f))
         help_text = f.metadata.get("help", "")
         if f.name != "env":
-            help_text += f" [default: {_format_default(f.default)}]"
+            help_text += f" (default: {_format_default(f.default)})"
         option = typer.Option(None, f"--{f.name.replace('_', '-')}", help=help_text, show_default=False)
         annotations[f.name] = Optional[tp]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
