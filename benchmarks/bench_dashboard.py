@@ -67,6 +67,7 @@ class PtyViewer:
         self.master = master
         self.bytes = 0
         self.first_data_at: float | None = None
+        self.first_data_cpu: float | None = None
         self._tail = b""
         self._stop = False
         self._thread = threading.Thread(target=self._drain, daemon=True)
@@ -88,6 +89,10 @@ class PtyViewer:
                 window = self._tail + chunk
                 if any(m in window for m in BRAILLE):
                     self.first_data_at = time.perf_counter()
+                    try:
+                        self.first_data_cpu = self.cpu_seconds()
+                    except psutil.Error:
+                        self.first_data_cpu = None
                 self._tail = chunk[-4:]
 
     def cpu_seconds(self) -> float:
@@ -203,23 +208,38 @@ def bench_live(args) -> dict:
 
 
 def bench_attach(args) -> dict:
-    times = []
+    times, cpus, small = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         rd = prefill(Path(tmp), "million", 250_000, 10_000, finished=True)
+        tiny = prefill(Path(tmp), "tiny", 100, 10, finished=True)
         size = sum(f.stat().st_size for f in rd.iterdir() if f.is_file())
         print(f"  wrote 1,000,000 scalar records + 10,000 episodes ({size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - t:.1f} s", flush=True)
         for _ in range(args.repeats):
+            # The same start-up on a 400-record run, right before: what start-up alone costs now.
+            viewer = PtyViewer(tiny)
+            deadline = time.perf_counter() + 30
+            while viewer.first_data_at is None and time.perf_counter() < deadline:
+                time.sleep(0.01)
+            if viewer.first_data_at is not None:
+                small.append(viewer.first_data_at - viewer.started)
+            viewer.close()
             viewer = PtyViewer(rd)
             deadline = time.perf_counter() + 30
             while viewer.first_data_at is None and time.perf_counter() < deadline:
                 time.sleep(0.01)
             if viewer.first_data_at is not None:
                 times.append(viewer.first_data_at - viewer.started)
-                print(f"  attach: first frame with data after {times[-1]:.3f} s", flush=True)
+                cpus.append(viewer.first_data_cpu)
+                print(f"  attach: first frame with data after {times[-1]:.3f} s "
+                      f"(viewer CPU by then {cpus[-1]:.3f} s; a 400-record run: {small[-1]:.3f} s; "
+                      f"load {os.getloadavg()[0]:.1f})", flush=True)
             viewer.close()
-    return {"first_frame_s_median": statistics.median(times), "runs": times}
+            time.sleep(0.5)
+    return {"first_frame_s_median": statistics.median(times), "first_frame_s_min": min(times),
+            "viewer_cpu_s_to_first_frame_median": statistics.median(c for c in cpus if c is not None),
+            "tiny_run_first_frame_s_median": statistics.median(small), "runs": times}
 
 
 def steps_in_window(run_dir: Path, t0: float, t1: float) -> float:

@@ -461,6 +461,18 @@ def request_stop(run_dir: Path | str) -> None:
 
 def iter_jsonl(data: bytes) -> Iterable[dict]:
     """Parse complete JSON lines, skipping any that do not parse (a torn or damaged record)."""
+    body = data.strip()
+    if body:
+        # Fast path: one json.loads over all lines (about twice as fast as one call per line).
+        # Raw newlines cannot occur inside JSON strings, so they only separate records; any
+        # damaged or blank line makes this fail and the careful per-line path below runs instead.
+        try:
+            records = json.loads(b"[" + body.replace(b"\n", b",") + b"]")
+        except ValueError:
+            pass
+        else:
+            yield from (rec for rec in records if isinstance(rec, dict))
+            return
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue

@@ -168,6 +168,11 @@ def test_help_screen_lists_every_key(tmp_path):
             await pilot.press("escape")
             await pilot.pause()
             assert not isinstance(app.screen, HelpScreen)
+            await pilot.press("question_mark")
+            await pilot.pause()
+            await pilot.press("q")  # closes the help, not the dashboard
+            await pilot.pause()
+            assert not isinstance(app.screen, HelpScreen) and app.is_running
     run_async(go())
 
 
@@ -255,10 +260,11 @@ PRODUCER = textwrap.dedent("""
     from pathlib import Path
     from spintui.profiles.store import RunWriter
     run_dir, seconds = Path(sys.argv[1]), float(sys.argv[2])
+    done_file = run_dir.parent / "finish-now"  # the test's way to let training end normally
     run = RunWriter(run_dir)
     signal.signal(signal.SIGTERM, lambda *a: run.request_stop())
     start, step = time.time(), 0
-    while time.time() - start < seconds and not run.stop_requested:
+    while time.time() - start < seconds and not run.stop_requested and not done_file.exists():
         step += 1
         run.scalars({"LossQ": 1.0 / step, "TimeEnv": 0.001}, step)
         if step % 50 == 0:
@@ -285,7 +291,7 @@ def wait_status(rd: Path, proc, timeout: float = 30.0) -> str:
 
 
 def test_detach_leaves_the_trainer_running_to_the_end(tmp_path):
-    rd, proc = start_producer(tmp_path, seconds=4.0)
+    rd, proc = start_producer(tmp_path, seconds=120.0)
     try:
         async def go():
             app = Dashboard([rd], owned=proc, refresh_s=0.1)
@@ -305,8 +311,14 @@ def test_detach_leaves_the_trainer_running_to_the_end(tmp_path):
             return app
         app = run_async(go())
         assert app.outcome == "detached"
+        step = read_manifest(rd).get("progress", {}).get("step", 0)
+        deadline = time.monotonic() + 15  # the heartbeat (every 2 s) shows the trainer still stepping
+        while time.monotonic() < deadline and read_manifest(rd).get("progress", {}).get("step", 0) <= step:
+            time.sleep(0.2)
         assert proc.poll() is None, "detaching must not stop training"
-        assert read_manifest(rd)["status"] == "running"
+        manifest = read_manifest(rd)
+        assert manifest["status"] == "running" and manifest["progress"].get("step", 0) > step
+        (tmp_path / "finish-now").touch()
         assert wait_status(rd, proc) == "finished"
     finally:
         if proc.poll() is None:
@@ -365,66 +377,104 @@ def test_detach_from_a_real_sac_trainer(tmp_path):
             proc.kill()
 
 
-def read_until(fd: int, predicate, timeout: float) -> bytes:
-    import select
+class PtyTerminal:
+    """`spintui watch ...` on a real pty whose output is read continuously, like a terminal does."""
 
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate(out):
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
+    def __init__(self, args: list[str], size=(40, 120), env: dict | None = None):
+        import fcntl
+        import pty
+        import struct
+        import termios
+        import threading
+
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+        self.proc = subprocess.Popen([sys.executable, "-m", "spintui.tui.cli", "watch", *args],
+                                     stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                     env={**os.environ, "TERM": "xterm-256color", **(env or {})},
+                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        self.master = master
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import select
+
+        while True:
             try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    return out
+                ready, _, _ = select.select([self.master], [], [], 0.1)
+                if ready:
+                    chunk = os.read(self.master, 65536)
+                    if not chunk:
+                        return
+                    self.output += chunk
+            except (OSError, ValueError):
+                return
 
+    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(bytes(self.output)):
+                return True
+            time.sleep(0.05)
+        return False
 
-def spawn_watch_in_pty(args: list[str], size=(40, 120), env=None):
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "spintui.tui.cli", "watch", *args],
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                            env={**os.environ, "TERM": "xterm-256color", **(env or {})},
-                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-    os.close(slave)
-    return master, proc
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
 
 
 BRAILLE_UTF8 = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")
 
 
+def colours_used(output: bytes) -> tuple[set, set]:
+    """(grey, other) colours in the SGR sequences of a terminal stream (256-colour and truecolor)."""
+    import re
+
+    grey, other = set(), set()
+    for params in re.findall(rb"\x1b\[([0-9;]*)m", output):
+        for m in re.finditer(rb"[34]8;5;(\d+)", params):
+            n = int(m.group(1))
+            cube = n - 16
+            is_grey = n >= 232 or n in (0, 7, 8, 15) or (
+                16 <= n <= 231 and cube // 36 == (cube // 6) % 6 == cube % 6)
+            (grey if is_grey else other).add(n)
+        for m in re.finditer(rb"[34]8;2;(\d+);(\d+);(\d+)", params):
+            rgb = tuple(int(v) for v in m.groups())
+            (grey if len(set(rgb)) == 1 else other).add(rgb)
+    return grey, other
+
+
 def test_watch_in_a_real_terminal_quits_and_survives_a_hangup(tmp_path):
     rd = recorded_run(tmp_path, name="finished-run")
-    master, proc = spawn_watch_in_pty(["--runs-dir", str(tmp_path), "latest"])
+    term = PtyTerminal(["--runs-dir", str(tmp_path), "latest"])
     try:
-        out = read_until(master, lambda b: any(m in b for m in BRAILLE_UTF8) and b"Return" in b, 20)
-        assert b"Return" in out and b"finished" in out, out[-500:]
-        os.write(master, b"q")
-        assert proc.wait(timeout=10) == 0
+        assert term.wait_for(lambda b: any(m in b for m in BRAILLE_UTF8) and b"Return" in b and b"finished" in b), \
+            bytes(term.output[-500:])
+        assert colours_used(bytes(term.output))[1], "curves are drawn in colour"
+        os.write(term.master, b"q")
+        assert term.proc.wait(timeout=15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+        term.close()
 
-    # The terminal goes away (SSH dropped): the viewer exits by itself, no traceback, no hang.
-    master, proc = spawn_watch_in_pty([str(rd)])
+    # NO_COLOR: greys only. Then the terminal goes away (SSH dropped): the viewer exits by itself.
+    term = PtyTerminal([str(rd)], env={"NO_COLOR": "1"})
     try:
-        read_until(master, lambda b: b"Return" in b, 20)
-        os.close(master)
-        proc.send_signal(signal.SIGHUP)  # what the kernel sends the session when its terminal closes
-        assert proc.wait(timeout=10) == 0
+        assert term.wait_for(lambda b: any(m in b for m in BRAILLE_UTF8) and b"Return" in b)
+        grey, other = colours_used(bytes(term.output))
+        assert grey and not other, other
+        os.close(term.master)
+        term.proc.send_signal(signal.SIGHUP)  # what the kernel sends the session when its terminal closes
+        assert term.proc.wait(timeout=15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        term.close()
 
 
 def cli(*args, cwd=None):
@@ -463,3 +513,94 @@ def test_watch_resolves_globs_names_and_paths(tmp_path):
     assert resolve_watch_runs(["sac-*"], tmp_path) == [a, b]
     assert resolve_watch_runs([str(tmp_path / "sac-s*"), "sac-s0", "latest"], tmp_path) == [a, b, c]
     assert resolve_watch_runs([str(c)], tmp_path) == [c]
+
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "dashboard_recorded_120x40.txt"
+
+
+def test_screen_snapshot_of_a_recorded_run(tmp_path):
+    """The whole screen, as text, for fixed data (fixed times, no telemetry, no clock, no cursor).
+
+    Regenerate after an intended change with SPINTUI_UPDATE_SNAPSHOTS=1 and review the diff.
+    """
+    from spintui.profiles.store import write_json_atomic
+
+    rd = recorded_run(tmp_path, name="snapshot-run", steps=3000)
+    manifest = read_manifest(rd)
+    manifest.update(start_time=1_790_000_000.0, end_time=1_790_000_754.0, heartbeat=1_790_000_754.0,
+                    host="snapshot-host", pid=1)
+    write_json_atomic(rd / "run.json", manifest)
+
+    async def go():
+        app = Dashboard([rd], refresh_s=0.05, telemetry=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.frame is not None and app.query_one("#returns", PlotView).data)
+            await pilot.pause(0.3)
+            return screen_text(app)
+    text = run_async(go())
+    if os.environ.get("SPINTUI_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text()
+
+
+def test_viewer_on_another_host_shows_the_gpu_samples_the_trainer_logged(tmp_path):
+    rd = create_run(tmp_path, kind="train", algo="sac", env="Pendulum-v1", seed=0)
+    run = RunWriter(rd, heartbeat=False)
+    run.update_manifest(host="gpu-node-7")  # the run directory is read over a shared filesystem
+    gpu_record = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "utilization": 91, "memory_used": 20 * 2**30,
+                  "memory_total": 80 * 2**30, "power_w": 512.0, "power_limit_w": 700.0, "temperature_c": 66,
+                  "sm_clock_mhz": 1980, "processes": [{"pid": 4242, "used_bytes": 19 * 2**30, "name": "python",
+                                                       "is_trainer": True}]}
+    run.log("gpu", gpus=[gpu_record], trainer_match="matched")
+    run.scalar("LossQ", 1.0, 1)
+    run.flush()
+
+    async def go():
+        app = Dashboard([rd], refresh_s=0.05, telemetry_s=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.query_one("#gpu")
+            await wait_for(pilot, lambda: panel.border_title == "GPU (logged on gpu-node-7)")
+            await pilot.pause(0.3)  # local telemetry keeps arriving and must not overwrite it
+            text = screen_text(app)
+            assert panel.border_title == "GPU (logged on gpu-node-7)"
+            assert "NVIDIA H100 80GB HBM3" in text and "91%" in text and "512/700 W" in text
+            assert "▶    4242" in text and "trainer" in text
+    run_async(go())
+    run.close()
+
+
+def test_ctrl_c_in_a_headless_watch_never_stops_the_training(tmp_path):
+    rd, proc = start_producer(tmp_path, seconds=120.0)
+    watcher = subprocess.Popen([sys.executable, "-m", "spintui.tui.cli", "watch", str(rd)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "run " not in (watcher.stdout.readline() or ""):
+            pass
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=15) == 130
+        time.sleep(0.3)
+        assert proc.poll() is None and not (rd / "control" / "stop").exists()
+        (tmp_path / "finish-now").touch()
+        assert wait_status(rd, proc) == "finished"
+    finally:
+        for p in (watcher, proc):
+            if p.poll() is None:
+                p.kill()
+
+
+def test_lower_priority_applies_to_every_thread():
+    # In a child process: nice values would otherwise stick to this test run's threads.
+    child = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, threading
+        from spintui.tui.app import lower_priority
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait); t.start()
+        before = {int(x): os.getpriority(os.PRIO_PROCESS, int(x)) for x in os.listdir('/proc/self/task')}
+        lower_priority(5)
+        after = {int(x): os.getpriority(os.PRIO_PROCESS, int(x)) for x in os.listdir('/proc/self/task')}
+        stop.set(); t.join()
+        print(all(after[k] == min(19, before[k] + 5) for k in before), len(before) >= 2)
+    """)], capture_output=True, text=True, timeout=60)
+    assert child.stdout.split() == ["True", "True"], child.stderr

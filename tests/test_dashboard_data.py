@@ -193,3 +193,43 @@ def test_render_plot_draws_a_rising_line_corner_to_corner():
 def test_render_plot_without_data_says_why():
     rows = render_plot(PlotData("t", [], "steps", False, "no losses logged yet"), 40, 5)
     assert "no losses logged yet" in "".join(s.text for s in rows[2])
+
+
+def test_batch_json_parse_falls_back_to_skipping_damaged_lines():
+    from spintui.profiles.store import iter_jsonl
+
+    good = b'{"kind":"episode","ret":1.0}\n{"kind":"episode","ret":2.0}\n'
+    assert [r["ret"] for r in iter_jsonl(good)] == [1.0, 2.0]
+    damaged = b'{"kind":"episode","ret":1.0}\n{"kind":"epi\n\n[1,2]\n{"kind":"episode","ret":3.0}\n'
+    assert [r["ret"] for r in iter_jsonl(damaged)] == [1.0, 3.0]
+    assert list(iter_jsonl(b"")) == [] and list(iter_jsonl(b"\n\n")) == []
+
+
+def test_damaged_or_foreign_records_are_skipped(tmp_path):
+    rd = create_run(tmp_path, kind="train", algo="sac")
+    run = RunWriter(rd, heartbeat=False)
+    run.log("episode", step="many", ret=1.0)
+    run.log("episode", step=5, ret=None)
+    run.log("epoch", epoch=1, step=10, stats="not a dict")
+    run.episode(7, 2.5, 10)
+    run.flush()
+    tail = RunTail(rd)
+    assert tail.poll()
+    assert tail.episodes.values.tolist() == [2.5] and tail.epoch_stats == {}
+    version = tail.data_version
+    run.set_progress(step=8)
+    run._write_manifest()  # a heartbeat alone does not make plots stale
+    assert tail.poll() and tail.data_version == version
+    run.close()
+
+
+def test_steps_per_sec_falls_back_to_episode_timing(tmp_path):
+    rd = create_run(tmp_path, kind="train", algo="ppo")
+    run = RunWriter(rd, heartbeat=False)
+    for i in range(5):
+        run.episode(step=200 * (i + 1), ret=1.0, length=200, time=1000.0 + 2.0 * i)  # 200 steps per 2 s
+    run.flush()
+    tail = RunTail(rd)
+    tail.poll()
+    assert tail.steps_per_sec().values.tolist() == [100.0] * 4
+    run.close()

@@ -125,13 +125,15 @@ def test_nvml_dying_mid_run_raises_one_line(one_gpu, monkeypatch):
 
 
 def test_system_sampler_reads_the_trainer_process():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"],
+                             stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline().strip() == "ready"
         sampler = gpu.SystemSampler()
         sample = sampler.sample(child.pid)
         assert 0 <= sample.cpu_percent <= 100 * sample.cpu_count
         assert 0 < sample.ram_used < sample.ram_total
-        assert sample.trainer_rss and sample.trainer_rss > 1_000_000
+        assert sample.trainer_rss and sample.trainer_rss > 1_000_000, sample
         child.kill()
         child.wait()
         assert sampler.sample(child.pid).trainer_note == "trainer process has exited"

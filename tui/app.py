@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -44,9 +46,13 @@ from spintui.tui.data import (
     rate_plot,
     return_plot,
 )
+from spintui.tui import profile_data
 from spintui.tui.plot import colour, render_plot
 
 REFRESH_S = 1.0
+# Once its first frame is on screen, a viewer drops to a lower CPU priority: when cores are scarce,
+# training gets them first and the dashboard takes what is left (it needs ~4% of a core).
+VIEWER_NICE = 10
 TELEMETRY_S = 1.0
 HISTORY = 120  # telemetry samples kept for sparklines
 STATUS_COLOURS = {"running": "green", "finished": "blue", "stopped": "yellow", "failed": "red",
@@ -74,6 +80,8 @@ class Frame:
     kernels: list[dict]
     trainer: tuple[int | None, str | None]
     error: str = ""
+    run_gpu: dict | None = None  # the newest `gpu` record a trainer logged (GpuLogger)
+    speedup: PlotData | None = None  # profile runs: speedup against density per block size
 
 
 class FrameReady(Message):
@@ -209,9 +217,10 @@ def system_text(sample: telemetry.SystemSample, history: dict, reason: str, widt
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "close help")]
 
-    def __init__(self, bindings: list[Binding]) -> None:
+    def __init__(self, bindings: list[Binding], profile: bool = False) -> None:
         super().__init__()
         self.key_list = bindings
+        self.profile = profile
 
     def compose(self) -> ComposeResult:
         text = Text()
@@ -220,8 +229,13 @@ class HelpScreen(ModalScreen[None]):
             keys = ", ".join(_key_name(k) for k in b.key.split(","))
             text.append(f"  {keys:<16}", style="bold")
             text.append(f"{b.description}\n")
-        text.append("\nPanels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
-                    "GPU or System, Timing (steps/s, time per phase). Esc, q or ? close.", style="dim")
+        if self.profile:
+            text.append("\nPanels: Kernels (a row per case as it finishes; WRONG: failed the dense check,\n"
+                        "never timed), Speedup vs density per block size with the ideal 1/density,\n"
+                        "GPU or System. Esc, q or ? close.", style="dim")
+        else:
+            text.append("\nPanels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
+                        "GPU or System, Timing (steps/s, time per phase). Esc, q or ? close.", style="dim")
         yield Static(text, id="help-body")
 
     def action_dismiss_help(self) -> None:
@@ -242,15 +256,22 @@ class QuitDialog(ModalScreen[str]):
         Binding("escape,c", "choose('cancel')", "cancel"),
     ]
 
-    def __init__(self, run_name: str) -> None:
+    def __init__(self, run_name: str, profile: bool = False) -> None:
         super().__init__()
         self.run_name = run_name
+        self.profile = profile
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-body"):
-            yield Static(Text.assemble(("Training is still running", "bold"), f" ({self.run_name}).\n\n",
-                                       "Stop: end the run cleanly (final checkpoint, status stopped).\n",
-                                       "Detach: close the dashboard, training goes on.\n"))
+            if self.profile:
+                text = Text.assemble(("The profile is still running", "bold"), f" ({self.run_name}).\n\n",
+                                     "Stop: end it after the current case (status stopped).\n",
+                                     "Detach: close the dashboard, the sweep goes on.\n")
+            else:
+                text = Text.assemble(("Training is still running", "bold"), f" ({self.run_name}).\n\n",
+                                     "Stop: end the run cleanly (final checkpoint, status stopped).\n",
+                                     "Detach: close the dashboard, training goes on.\n")
+            yield Static(text)
             with Horizontal(id="quit-buttons"):
                 yield Button("Stop (s)", id="stop", variant="error")
                 yield Button("Detach (d)", id="detach", variant="primary")
@@ -265,6 +286,22 @@ class QuitDialog(ModalScreen[str]):
 
 # --------------------------------------------------------------------------------------------------
 # The app
+
+
+def while_mounted(handler):
+    """A worker message can arrive while the app is shutting down and its widgets are gone: drop it."""
+
+    def guarded(self, *args):
+        try:
+            return handler(self, *args)
+        except NoMatches:
+            if self.is_running and not self._stop_workers.is_set() and not getattr(self, "_exit", False):
+                raise
+            return None
+
+    guarded.__name__ = handler.__name__
+    guarded.__doc__ = handler.__doc__
+    return guarded
 
 
 class Dashboard(App):
@@ -285,9 +322,10 @@ class Dashboard(App):
     ]
 
     def __init__(self, run_dirs: list[Path | str], owned=None, refresh_s: float = REFRESH_S,
-                 telemetry_s: float = TELEMETRY_S, preload: Preload | None = None) -> None:
+                 telemetry_s: float = TELEMETRY_S, preload: Preload | None = None, telemetry: bool = True) -> None:
         super().__init__()
         self.preload = preload
+        self.telemetry = telemetry  # False: no sampling (fixed screens for snapshot tests)
         self.run_dirs = [Path(p) for p in run_dirs]
         if not self.run_dirs:
             raise RunError("no runs to watch")
@@ -308,32 +346,41 @@ class Dashboard(App):
         self._kernel_columns: list[str] = []
         self._history: dict = {}
         self._last_header = None
+        self.yield_cpu = False  # run_dashboard sets it: lower priority after the first frame
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="header")
-        with Container(id="panels"):
+        with Container(id="panels", classes="profile" if self.is_profile else ""):
             if self.is_profile:
                 table = DataTable(id="kernels", classes="panel", zebra_stripes=False, cursor_type="row")
                 table.border_title = "Kernels"
                 yield table
+                yield PlotView("Speedup vs density (log y)", id="speedup", classes="panel")
             else:
                 yield PlotView("Return", id="returns", classes="panel")
                 yield PlotView("Loss", id="loss", classes="panel")
             gpu_panel = Static(id="gpu", classes="panel")
             gpu_panel.border_title = "GPU"
             yield gpu_panel
-            with Vertical(id="timing", classes="panel"):
-                yield PlotView(id="timing-plot")
-                yield Static(id="phases")
+            if not self.is_profile:
+                with Vertical(id="timing", classes="panel"):
+                    yield PlotView(id="timing-plot")
+                    yield Static(id="phases")
         yield Static(id="keys")
 
     def on_mount(self) -> None:
-        self.query_one("#timing").border_title = "Timing"
+        if not self.is_profile:
+            self.query_one("#timing").border_title = "Timing"
         self._update_keys()
         self._settings_changed(plot_width=max(40, self.size.width))
         self._data_worker()
-        self._telemetry_worker()
+        if self.telemetry:
+            self._telemetry_worker()
+        else:
+            gpu_panel = self.query_one("#gpu", Static)
+            gpu_panel.border_title = "System"
+            gpu_panel.update(Text("telemetry off", style="dim"))
         self.set_interval(1.0, self._tick_header)
         try:
             loop = asyncio.get_running_loop()
@@ -357,9 +404,10 @@ class Dashboard(App):
             tails = [RunTail(p) for p in self.run_dirs]
         built_settings = None
         versions = None
-        returns = loss = rate = None
+        returns = loss = rate = speedup = None
         loss_names: list[str] = []
         loss_name = None
+        posted = None  # what the last frame showed: skip posting when nothing changed
         while not self._stop_workers.is_set():
             settings = self.settings
             error = ""
@@ -369,14 +417,25 @@ class Dashboard(App):
                         tail.poll()
                     except Exception as exc:  # a vanished or unreadable run shows as a line, not a crash
                         error = f"{tail.name}: {type(exc).__name__}: {exc}"
-            now_versions = tuple(t.version for t in tails)
+            now_versions = tuple(t.data_version for t in tails)
             if settings is not built_settings or now_versions != versions:
-                if not self.is_profile:
-                    returns = return_plot(tails, settings)
-                    loss, loss_names, loss_name = loss_plot(tails, settings)
-                rate = rate_plot(tails, settings)
+                try:
+                    if self.is_profile:
+                        speedup = profile_data.speedup_plot(tails[0].kernels)
+                    else:
+                        returns = return_plot(tails, settings)
+                        loss, loss_names, loss_name = loss_plot(tails, settings)
+                        rate = rate_plot(tails, settings)
+                except Exception as exc:  # odd data must not take the viewer down
+                    error = f"cannot plot: {type(exc).__name__}: {exc}"
                 built_settings, versions = settings, now_versions
             now = time.time()
+            state = (tuple(t.version for t in tails), tuple(t.status(now) for t in tails), settings, error)
+            if state == posted:
+                self._wake.wait(self.refresh_s)
+                self._wake.clear()
+                continue
+            posted = state
             header = [{
                 "name": t.name, "algo": t.manifest.get("algo") or t.manifest.get("benchmark") or t.kind,
                 "env": t.manifest.get("env"), "status": t.status(now), "start": t.start_time,
@@ -384,12 +443,16 @@ class Dashboard(App):
                 "eta": t.eta(now), "rate": t.current_steps_per_sec(), "hp": t.hyperparameters(),
                 "records": t.records, "last_return": t.episodes.last() if len(t.episodes) else None,
             } for t in tails]
+            if self.is_profile:
+                for h, t in zip(header, tails):
+                    h["env"], h["hp"] = profile_data.header_info(t.manifest)
+                    h["config"] = t.manifest.get("config") or {}
             first = tails[0]
             live = first.status(now) == "running"
             frame = Frame(returns, loss, loss_names, loss_name, rate, header, first.phase_times(),
                           first.current_steps_per_sec(), list(first.kernels),
                           (first.manifest.get("pid"), first.manifest.get("host")) if live else (None, None),
-                          error)
+                          error, first.last_gpu, speedup)
             self.post_message(FrameReady(frame))
             self._wake.wait(self.refresh_s)
             self._wake.clear()
@@ -419,8 +482,22 @@ class Dashboard(App):
                 sampler.close()
 
     # -- rendering messages ------------------------------------------------------------------------
+    def _panels_gone(self) -> bool:
+        """A worker's message can arrive after the panels were removed while the app exits."""
+        if self._stop_workers.is_set():
+            return True
+        try:
+            return not self.screen.query("#gpu")
+        except ScreenStackError:  # no screen left at all
+            return True
+
+    @while_mounted
     def on_frame_ready(self, message: FrameReady) -> None:
+        if self._panels_gone():
+            return
         frame = message.frame
+        if self.frame is None and self.yield_cpu:
+            self.call_after_refresh(lower_priority)
         self.frame = frame
         self.trainer = frame.trainer
         if not self.is_profile:
@@ -428,15 +505,25 @@ class Dashboard(App):
             loss_view = self.query_one("#loss", PlotView)
             if frame.loss_name:
                 idx = frame.loss_names.index(frame.loss_name) + 1
-                loss_view.border_title = f"Loss: {frame.loss_name} ({idx}/{len(frame.loss_names)}, j/k)"
+                title = f"Loss: {frame.loss_name} ({idx}/{len(frame.loss_names)}, j/k)"
+                if loss_view.border_title != title:
+                    loss_view.border_title = title
             loss_view.show(frame.loss, self._legend(frame.loss))
         else:
-            self._update_kernels(frame.kernels)
+            self._update_kernels(frame.kernels, frame.header[0] if frame.header else {})
+            speedup = frame.speedup
+            legend = "" if speedup is None else " ".join(f"[{colour(c)}]━[/] {label}" for label, c in speedup.legend)
+            self.query_one("#speedup", PlotView).show(speedup, legend)
+            self._tick_header()
+            return
         rate = "" if frame.steps_per_sec is None else f"  {format_number(frame.steps_per_sec)} steps/s"
         timing = self.query_one("#timing")
         if timing.border_title != f"Timing{rate}":
             timing.border_title = f"Timing{rate}"
         self.query_one("#timing-plot", PlotView).show(frame.rate)
+        if frame.run_gpu and self.remote_trainer() and frame.run_gpu is not getattr(self, "_shown_run_gpu", None):
+            self._shown_run_gpu = frame.run_gpu
+            self._show_run_gpu(frame.run_gpu)
         self._update_phases(frame.phases)
         self._tick_header()
 
@@ -457,7 +544,7 @@ class Dashboard(App):
         else:
             total = sum(v for _, v in phases if v and v > 0) or 1.0
             text = Text(no_wrap=True, overflow="ellipsis")
-            bar_w = max(4, (widget.size.width or 30) - 26)
+            bar_w = max(2, (widget.size.width or 30) - 28)
             for i, (name, value) in enumerate(phases[:6]):
                 share = max(0.0, value / total)
                 shown = f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
@@ -469,8 +556,11 @@ class Dashboard(App):
             widget._last_text = str(text)
             widget.update(text)
 
-    def _update_kernels(self, kernels: list[dict]) -> None:
+    def _update_kernels(self, kernels: list[dict], header: dict) -> None:
         table = self.query_one("#kernels", DataTable)
+        if kernels and profile_data.is_sweep_record(kernels[0]):
+            self._update_sweep_table(table, kernels, header)
+            return
         new = kernels[self._kernel_rows:]
         if not new:
             if not kernels:
@@ -493,8 +583,63 @@ class Dashboard(App):
         self._kernel_rows = len(kernels)
         table.border_subtitle = f"{len(kernels)} cases"
 
+    def _update_sweep_table(self, table: DataTable, kernels: list[dict], header: dict) -> None:
+        """The blocksparse sweep's table: fixed columns, WRONG in red, progress with ETA below."""
+        cols = profile_data.columns(kernels, header.get("config"))
+        if [key for key, _, _ in cols] != self._kernel_columns:
+            table.clear(columns=True)  # first rows, or a compare column appeared
+            self._kernel_columns = [key for key, _, _ in cols]
+            self._kernel_rows = 0
+            for key, label, _ in cols:
+                table.add_column(label, key=key)
+        at_end = table.cursor_row >= table.row_count - 1
+        for i, rec in enumerate(kernels[self._kernel_rows:], start=self._kernel_rows + 1):
+            justify = {key: "right" if right else "left" for key, _, right in cols}
+            table.add_row(*(Text(profile_data.cell(rec, key, i), style=profile_data.cell_style(rec, key),
+                                 justify=justify[key]) for key, _, _ in cols), key=str(i))
+        if len(kernels) > self._kernel_rows and at_end:
+            table.move_cursor(row=len(kernels) - 1)
+        self._kernel_rows = len(kernels)
+        total = header.get("total")
+        done = header.get("step") or len(kernels)
+        status = header.get("status", "running")
+        eta = header.get("eta") if status == "running" else None
+        counts = profile_data.counts(kernels)
+        subtitle = profile_data.progress_text(done, total, eta)
+        if status != "running":
+            subtitle += f"  {status}"
+        bad = "  ".join(f"{counts[k]} {k}" for k in ("WRONG", "error") if counts[k])
+        if bad:
+            subtitle += f"  [red]{bad}[/]"
+        if table.border_subtitle != subtitle:
+            table.border_subtitle = subtitle
+
+    def remote_trainer(self) -> str | None:
+        """The trainer's host when it is not this one: local telemetry would describe the wrong machine."""
+        host = self.trainer[1]
+        return host if host and host != socket.gethostname() else None
+
+    def _show_run_gpu(self, record: dict) -> None:
+        """GPU samples the trainer logged into the run: what a viewer on another host can show."""
+        fields = {f for f in telemetry.GpuInfo.__dataclass_fields__}
+        gpus = []
+        for g in record.get("gpus") or []:
+            procs = [telemetry.GpuProcess(**{k: v for k, v in p.items() if k in ("pid", "used_bytes", "name",
+                                                                                 "is_trainer")})
+                     for p in g.get("processes") or []]
+            gpus.append(telemetry.GpuInfo(**{**{k: v for k, v in g.items() if k in fields}, "processes": procs}))
+        sample = telemetry.GpuSample(record.get("time", 0.0), gpus, record.get("trainer_match", ""))
+        self._render_telemetry(sample, "", f"GPU (logged on {self.remote_trainer()})")
+
+    @while_mounted
     def on_telemetry_ready(self, message: TelemetryReady) -> None:
-        sample = message.sample
+        if self._panels_gone():
+            return
+        if self.remote_trainer() and self.frame is not None and self.frame.run_gpu:
+            return  # the run's own GPU samples are shown instead (see on_frame_ready)
+        self._render_telemetry(message.sample, message.reason)
+
+    def _render_telemetry(self, sample, reason: str, title: str | None = None) -> None:
         panel = self.query_one("#gpu", Static)
         width = panel.size.width or 40
         if isinstance(sample, telemetry.GpuSample):
@@ -502,7 +647,7 @@ class Dashboard(App):
                 h = self._history.setdefault(g.index, {"util": deque(maxlen=HISTORY), "mem": deque(maxlen=HISTORY)})
                 h["util"].append(g.utilization)
                 h["mem"].append(g.memory_used)
-            title = "GPU"
+            title = title or "GPU"
             text = gpu_text(sample, self._history, width)
         else:
             h = self._history.setdefault("system", {k: deque(maxlen=HISTORY) for k in ("cpu", "ram", "trainer_cpu")})
@@ -510,11 +655,12 @@ class Dashboard(App):
             h["ram"].append(sample.ram_used)
             h["trainer_cpu"].append(sample.trainer_cpu_percent)
             title = "System"
-            text = system_text(sample, h, message.reason, width)
+            text = system_text(sample, h, reason, width)
         if panel.border_title != title:
             panel.border_title = title
         panel.update(text)
 
+    @while_mounted
     def _tick_header(self) -> None:
         frame = self.frame
         widget = self.query_one("#header", Static)
@@ -545,7 +691,7 @@ class Dashboard(App):
             step = f"{h['step']:,}"
             if h["total"]:
                 step += f"/{h['total']:,} ({min(1.0, h['step'] / h['total']):.0%})"
-            text.append(f"  step {step}")
+            text.append(f"  {'case' if self.is_profile else 'step'} {step}")
             if h["eta"] is not None:
                 text.append(f"  ETA {format_duration(h['eta'])}")
             if h["last_return"] is not None:
@@ -571,6 +717,10 @@ class Dashboard(App):
 
     def _update_keys(self) -> None:
         s = self.settings
+        if self.is_profile:
+            self.query_one("#keys", Static).update(
+                f"? help  p {'resume' if s.paused else 'pause'}  ↑/↓ scroll cases  q quit")
+            return
         axis = "wall time" if s.x_axis == "time" else "env steps"
         parts = [f"? help  s/S smoothing {s.smoothing:g}  x axis: {axis}  l log{' on' if s.log_y else ''}",
                  f"p {'resume' if s.paused else 'pause'}", "j/k loss", "q quit"]
@@ -584,7 +734,7 @@ class Dashboard(App):
             self._wake.set()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(list(self.BINDINGS)))
+        self.push_screen(HelpScreen(list(self.BINDINGS), self.is_profile))
 
     def action_smoothing(self, direction: int) -> None:
         steps = SMOOTHING_STEPS
@@ -609,9 +759,16 @@ class Dashboard(App):
         self._settings_changed(loss_index=self.settings.loss_index + direction)
 
     def owns_live_trainer(self) -> bool:
-        return self.owned is not None and self.owned.poll() is None
+        if self.owned is None or self.owned.poll() is not None:
+            return False
+        # A producer that has closed its run (finished, failed) is only exiting: nothing to stop.
+        header = self.frame.header if self.frame is not None else []
+        return not header or header[0].get("status") in ("running", "unknown")
 
     def action_quit_dashboard(self) -> None:
+        if isinstance(self.screen, HelpScreen):  # q closes the help first, as it says
+            self.screen.dismiss(None)
+            return
         if self._stopping or not self.owns_live_trainer():
             if self._stopping:
                 self.outcome = "detached"  # the stop request stands; the trainer finishes on its own
@@ -619,7 +776,7 @@ class Dashboard(App):
             return
         if isinstance(self.screen, QuitDialog):
             return
-        self.push_screen(QuitDialog(self.run_dirs[0].name), self._on_quit_choice)
+        self.push_screen(QuitDialog(self.run_dirs[0].name, self.is_profile), self._on_quit_choice)
 
     def _on_quit_choice(self, choice: str | None) -> None:
         if choice == "detach":
@@ -658,6 +815,19 @@ class Dashboard(App):
         self.exit()
 
 
+def lower_priority(increment: int = VIEWER_NICE) -> None:
+    """Raise the nice value of every thread of this process (on Linux, nice is per thread)."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        except (OSError, AttributeError):
+            pass
+
+
 def _exit_soon(delay: float = 3.0) -> None:
     """If shutting down hangs writing to a terminal that is gone, leave anyway."""
     time.sleep(delay)
@@ -671,6 +841,7 @@ def run_dashboard(run_dirs: list[Path | str], owned=None, preload: Preload | Non
     `preload` is a `Preload` of the same runs started before Textual was imported.
     """
     app = Dashboard(run_dirs, owned=owned, preload=preload)
+    app.yield_cpu = True
     app.run()
     name = Path(run_dirs[0]).name
     if owned is not None:

@@ -162,7 +162,7 @@ def _make_train_command(algo: str):
         tp = _option_type(field_type(cls, f))
         help_text = f.metadata.get("help", "")
         if f.name != "env":
-            help_text += f" [default: {_format_default(f.default)}]"
+            help_text += f" (default: {_format_default(f.default)})"
         option = typer.Option(None, f"--{f.name.replace('_', '-')}", help=help_text, show_default=False)
         annotations[f.name] = Optional[tp]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
@@ -313,7 +313,7 @@ def watch_cmd(
             raise UsageProblem("watching several runs needs a terminal; give one run to follow it headless")
         from spintui.tui.follow import follow_run
 
-        follow_run(run_dirs[0])
+        follow_run(run_dirs[0], stop_on_interrupt=False)  # a viewer never stops someone's training
         return
     from spintui.tui.data import Preload
 
@@ -377,9 +377,96 @@ def eval_cmd(
 
 
 @profile_app.command("blocksparse")
-def profile_blocksparse_cmd() -> None:
-    """Time block-sparse matmul kernels against dense and torch's BSR."""
-    raise CLIError("spintui profile blocksparse is not built yet")
+def profile_blocksparse_cmd(
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="M,N,K triples or N for square, separated by "
+                                        "spaces or ';' (default: GPU 4096 8192; CPU 512 1024)."),
+    blocks: Optional[str] = typer.Option(None, "--blocks", help="Block sizes: 16, 32, 64, 128 "
+                                         "(default: GPU 32,64,128; CPU 32,64)."),
+    densities: Optional[str] = typer.Option(None, "--densities", help="Fractions of blocks stored, e.g. "
+                                            "0.5,0.1 or 50%,10% (default: 50%,25%,10%,5%)."),
+    dtypes: Optional[str] = typer.Option(None, "--dtypes", help="fp32, fp16, bf16, fp64 (default: GPU bf16; "
+                                         "CPU fp32)."),
+    modes: Optional[str] = typer.Option(None, "--modes", help="sdd, dsd, dds (default: all three)."),
+    layout: str = typer.Option("random", "--layout", help="Block pattern: random, banded or strided."),
+    backward: bool = typer.Option(False, "--backward", help="Time forward + backward (autograd) too."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for every peer (default: 1, "
+                                          "timed by the thread's CPU time, steady on a shared machine)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of layouts and operands."),
+    quick: bool = typer.Option(False, "--quick", help="A small grid (under a minute on a 2-core CPU)."),
+    headless: bool = typer.Option(False, "--headless", help="No dashboard: a live table (or a line per case)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the profile as JSON "
+                                             "(schema_version 1) to this file."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Baseline profile run (path, name or "
+                                          "'latest'): mark cases faster/slower; headless exits 1 on regressions."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Noise threshold of --compare as a "
+                                              "fraction, 0.5 = 50% (default: 1.25, measured on a shared 2-core CPU; see kernel_sweep.NOISE_THRESHOLD)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: date_time_blocksparse)."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Time block-sparse matmul kernels against dense and torch's BSR (each case checked first)."""
+    from spintui.profiles import kernel_sweep
+    from spintui.profiles.runs import resolve_run
+    from spintui.profiles.store import create_run
+
+    directory = runs_dir_or_default(runs_dir)
+    baseline = None
+    if compare is not None:  # before this run exists, so that 'latest' means the previous profile
+        try:
+            baseline = resolve_run(compare, directory, kind="profile")
+        except RunError as exc:
+            raise UsageProblem(f"--compare: {exc}") from None
+        kernel_sweep.check_profile_run(baseline)
+    if name is not None and ("/" in name or name in ("", ".", "..", "latest") or (directory / name).exists()):
+        raise UsageProblem(f"run name {name!r} is taken or invalid in {directory}; pick another --name")
+    if json_path is not None:
+        json_path = json_path.expanduser().resolve()
+        if json_path.is_dir() or not json_path.parent.is_dir():
+            raise UsageProblem(f"--json: cannot write {json_path} (not a file in an existing directory)")
+    cfg = kernel_sweep.resolve_config(
+        sizes=sizes, blocks=blocks, densities=densities, dtypes=dtypes, modes=modes, layout=layout,
+        backward=backward, device=device, threads=threads, seed=seed, quick=quick,
+        json_path=None if json_path is None else str(json_path),
+        compare=None if baseline is None else str(baseline.resolve()), threshold=threshold)
+    run_dir = create_run(directory, kind="profile", name=name, benchmark=kernel_sweep.BENCHMARK, seed=seed,
+                         config=cfg.to_dict(), argv=["spintui", *sys.argv[1:]])
+    interactive = not headless and sys.stdout.isatty() and sys.stdin.isatty()
+    if interactive:
+        try:
+            from spintui.tui.app import run_dashboard
+        except ImportError:
+            interactive = False
+    if interactive:
+        proc = start_sweep(run_dir)
+        run_dashboard([run_dir], owned=proc)
+        return
+    from spintui.tui.profile_report import report_sweep
+
+    result = report_sweep(run_dir)
+    if result.status == "failed":
+        raise CLIError(f"profile failed: {_failure_reason(run_dir)}")
+    if result.wrong or result.errors or result.regressions:
+        problems = [f"{n} {what}" for n, what in ((result.wrong, "WRONG"), (result.errors, "failed"),
+                                                  (result.regressions, "regressions")) if n]
+        print(f"spintui: profile {run_dir.name}: {', '.join(problems)}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def start_sweep(run_dir: Path):
+    """Start a profile sweep as its own process (like `start_trainer`), logging to output.log."""
+    import subprocess
+
+    log = open(run_dir / "output.log", "ab")
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "spintui.profiles.kernel_sweep", str(run_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env,
+        )
+    finally:
+        log.close()
 
 
 # --------------------------------------------------------------------------------------------------

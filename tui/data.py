@@ -181,6 +181,14 @@ def symlog_inverse(v: float) -> float:
 # What panels show
 
 
+def _numbers(*values) -> tuple[float, ...] | None:
+    """The values as floats, or None if any is missing or not a number."""
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+
+
 TIMING_RE = re.compile(r"^(?:time|phase)[/_ .-]?(.+)$", re.IGNORECASE)
 STEPS_PER_SEC_NAMES = ("StepsPerSec", "steps_per_sec", "steps/s", "sps", "SPS")
 RETURN_STATS = ("AverageEpRet", "StdEpRet", "MaxEpRet", "MinEpRet", "AverageTestEpRet", "StdTestEpRet",
@@ -215,7 +223,8 @@ class RunTail:
     events: list[dict] = field(default_factory=list)
     last_gpu: dict | None = None
     records: int = 0
-    version: int = 0  # bumped whenever anything new arrived
+    version: int = 0  # bumped whenever anything new arrived (a heartbeat too)
+    data_version: int = 0  # bumped only when records or scalars arrived: what plots depend on
     rate_points: Series = field(default_factory=lambda: Series("progress"))  # (step, time) seen in heartbeats
 
     def __post_init__(self) -> None:
@@ -255,6 +264,8 @@ class RunTail:
             self.records += len(part.values)
         self._take_records(update.records)
         self.version += 1
+        if update.records or update.scalars:
+            self.data_version += 1
         return True
 
     def _take_records(self, records: list[dict]) -> None:
@@ -264,17 +275,18 @@ class RunTail:
             kind = rec.get("kind")
             self.records += 1
             if kind == "episode":
-                ret = rec.get("ret")
-                if ret is None:
-                    continue
-                if rec.get("test"):
-                    test_step.append(rec.get("step", 0)); test_time.append(rec.get("time", 0.0)); test_ret.append(ret)
-                else:
-                    ep_step.append(rec.get("step", 0)); ep_time.append(rec.get("time", 0.0)); ep_ret.append(ret)
+                point = _numbers(rec.get("step"), rec.get("time"), rec.get("ret"))
+                if point is None:
+                    continue  # a damaged or foreign record: skip it, as the store skips torn lines
+                steps, times, rets = (test_step, test_time, test_ret) if rec.get("test") else (ep_step, ep_time, ep_ret)
+                steps.append(point[0]); times.append(point[1]); rets.append(point[2])
             elif kind == "epoch":
-                step = rec.get("step", 0)
-                t = rec.get("time", 0.0)
-                for key, value in (rec.get("stats") or {}).items():
+                point = _numbers(rec.get("step"), rec.get("time"), 0.0)
+                stats = rec.get("stats")
+                if point is None or not isinstance(stats, dict):
+                    continue
+                step, t, _ = point
+                for key, value in stats.items():
                     if not isinstance(value, (int, float)) or isinstance(value, bool):
                         continue
                     series = self.epoch_stats.get(key)
@@ -310,13 +322,25 @@ class RunTail:
         return self.scalars.get(name) or self.epoch_stats.get(name)
 
     def steps_per_sec(self) -> Series | None:
+        """The run's own steps/s series; else one derived from consecutive training episodes."""
         for name in STEPS_PER_SEC_NAMES:
             if name in self.scalars:
                 return self.scalars[name]
         for name in STEPS_PER_SEC_NAMES:
             if name in self.epoch_stats:
                 return self.epoch_stats[name]
-        return None
+        n = len(self.episodes)
+        if n < 2:
+            return None
+        cached = getattr(self, "_derived_rate", None)
+        if cached is None or cached[0] != n:
+            steps, times = self.episodes.steps, self.episodes.times
+            dt = np.diff(times)
+            ok = dt > 0
+            derived = Series("steps/s (from episodes)")
+            derived.append(steps[1:][ok], times[1:][ok], np.diff(steps)[ok] / dt[ok])
+            self._derived_rate = cached = (n, derived)
+        return cached[1]
 
     def current_steps_per_sec(self) -> float | None:
         progress = self.manifest.get("progress") or {}

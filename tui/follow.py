@@ -30,8 +30,11 @@ def _epoch_line(rec: dict) -> str:
     return "  ".join(parts)
 
 
-def follow_run(run_dir: Path, proc=None, console: Console | None = None) -> str:
-    """Show progress until the run ends; Ctrl-C asks the trainer for a clean stop. Returns the status."""
+def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on_interrupt: bool = True) -> str:
+    """Show progress until the run ends; Ctrl-C asks the trainer for a clean stop. Returns the status.
+
+    With `stop_on_interrupt=False` (a viewer that did not start the run) Ctrl-C only stops following.
+    """
     console = console or Console(stderr=False)
     reader = RunReader(run_dir)
     console.print(f"run [bold]{run_dir.name}[/] in {run_dir.parent}")
@@ -43,7 +46,7 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None) -> str:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGINT, _on_sigint)
+    previous = signal.signal(signal.SIGINT, _on_sigint if stop_on_interrupt else signal.default_int_handler)
     last_return = None
     status = "running"
     progress = Progress(

@@ -1,0 +1,141 @@
+"""`spintui profile blocksparse`: one-line usage errors, headless output, --json and --compare exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spintui.kernels import blocksparse_matmul
+from spintui.profiles import kernel_sweep as ks
+from spintui.profiles.store import create_run, read_manifest
+from spintui.tui.cli import main
+
+torch.set_num_threads(1)
+ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+GRID = ["--quick", "--sizes", "128", "--blocks", "32,64", "--densities", "0.5", "--modes", "dsd", "--threads", "1"]
+
+
+def cli(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def one_line_error(code: int, err: str, expected_code: int, *fragments: str) -> None:
+    assert code == expected_code, err
+    err = err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and err.startswith("spintui"), err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def recorded_profile(runs_dir: Path, name: str, scale: float) -> Path:
+    """A profile of GRID's cases recorded in this process, its times multiplied by `scale`."""
+    cfg = ks.resolve_config(sizes="128", blocks="32,64", densities="0.5", modes="dsd", device="cpu", threads=1,
+                            min_run_time=0.005)
+    rd = create_run(runs_dir, kind="profile", benchmark=ks.BENCHMARK, name=name, config=cfg.to_dict())
+    ks.run_sweep(rd)
+    lines = []
+    for line in (rd / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "kernel":
+            rec["s_ours"] *= scale
+        lines.append(json.dumps(rec))
+    (rd / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return rd
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--blocks", "48"], ["--blocks", "'48'", "accepted: 16, 32, 64, 128"]),
+    (["--sizes", "1000", "--blocks", "64"], ["1000,1000,1000 is not divisible by block 64"]),
+    (["--sizes", "12,13"], ["--sizes", "M,N,K"]),
+    (["--densities", "150%"], ["--densities", "(0, 1]"]),
+    (["--dtypes", "int8"], ["--dtypes", "accepted: fp32, fp16, bf16, fp64"]),
+    (["--modes", "dense"], ["--modes", "accepted: sdd, dsd, dds"]),
+    (["--layout", "diagonal"], ["--layout must be one of random, banded, strided"]),
+    (["--device", "tpu"], ["--device must be auto, cpu or cuda"]),
+    (["--threads", "0"], ["--threads must be a positive integer"]),
+    (["--compare", "nope"], ["--compare: no run 'nope'"]),
+    (["--json", "/nonexistent/dir/p.json"], ["--json: cannot write"]),
+    (["--name", "latest"], ["run name 'latest' is taken or invalid"]),
+])
+def test_bad_options_are_one_line_errors_exit_2(args, fragments, tmp_path, capsys):
+    code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--headless", *args], capsys)
+    one_line_error(code, err, 2, *fragments)
+    assert list(tmp_path.iterdir()) == [], "no run is created for a bad command"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda(tmp_path, capsys):
+    code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--device", "cuda"], capsys)
+    one_line_error(code, err, 2, "--device cuda: no CUDA device is available here; use --device cpu or auto")
+
+
+def test_dtype_this_torch_cannot_run_says_so(tmp_path, capsys, monkeypatch):
+    real = torch.matmul
+
+    def no_bf16(a, b, *args, **kwargs):
+        if a.dtype == torch.bfloat16:
+            raise RuntimeError('"addmm_impl_cpu_" not implemented for \'BFloat16\'')
+        return real(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "matmul", no_bf16)
+    code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--dtypes", "bf16"], capsys)
+    one_line_error(code, err, 2, "--dtypes: bf16 is not supported on cpu by this torch build", "BFloat16")
+
+
+def test_compare_with_a_train_run_is_refused(tmp_path, capsys):
+    create_run(tmp_path, kind="train", name="sac-run", algo="sac", env="Pendulum-v1")
+    code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--compare", "sac-run"], capsys)
+    one_line_error(code, err, 2, "sac-run is a train run (sac), not a blocksparse profile")
+
+
+def test_headless_regression_exits_1_with_json(tmp_path):
+    """The real command in its own process: every case 5x slower than a doctored baseline -> exit 1."""
+    recorded_profile(tmp_path, "baseline", scale=0.2)
+    out_json = tmp_path / "profile.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "spintui", "profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path),
+         "--compare", "baseline", "--json", str(out_json), "--name", "candidate"],
+        capture_output=True, text=True, env=ENV, timeout=120)
+    one_line_error(result.returncode, result.stderr, 1, "profile candidate: 2 regressions")
+    lines = result.stdout.splitlines()
+    assert sum("[slower +" in ln for ln in lines) == 2, result.stdout  # a line per case as it finishes
+    assert f"vs baseline (threshold {ks.NOISE_THRESHOLD:.0%}): 2 slower" in result.stdout
+    assert "dsd" in result.stdout and "speedup" in result.stdout and "check" in result.stdout  # the table
+    data = json.loads(out_json.read_text())
+    assert data["schema_version"] == 1 and len(data["cases"]) == 2
+    assert data["compare"]["regressions"] == 2 and data["compare"]["baseline"] == "baseline"
+    assert {c["compare"] for c in data["cases"]} == {"slower"}
+    assert read_manifest(tmp_path / "candidate")["status"] == "finished"
+
+
+def test_headless_faster_than_baseline_exits_0(tmp_path, capsys):
+    recorded_profile(tmp_path, "baseline", scale=5.0)
+    code, out, err = cli(["profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path),
+                          "--compare", "latest"], capsys)
+    assert code == 0, err
+    assert "2 faster" in out and "baseline" in out
+
+
+def test_headless_wrong_case_is_red_and_exits_1(tmp_path, capsys, monkeypatch):
+    import spintui.kernels.bench as bench
+
+    def wrong(a, b, layout, mode, backend=None):
+        out = blocksparse_matmul(a, b, layout, mode, backend=backend)
+        return out + 1.0 if layout.block == 32 else out
+
+    monkeypatch.setattr(bench, "blocksparse_matmul", wrong)
+    code, out, err = cli(["profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path)], capsys)
+    one_line_error(code, err, 1, "1 WRONG")
+    wrong_line = next(ln for ln in out.splitlines() if ln.startswith("[1/2]"))
+    assert "WRONG" in wrong_line and "relative error" in wrong_line and "speedup" not in wrong_line
+    assert "2 cases: 1 ok, 1 WRONG" in out
