@@ -263,8 +263,9 @@ def _train(algo: str, kwargs: dict) -> None:
         raise CLIError(f"training failed: {_failure_reason(run_dir)} (log: {run_dir / 'output.log'})")
 
 
-def start_trainer(run_dir: Path):
-    """Start the trainer as its own process in its own session, so it survives this terminal."""
+def start_producer(run_dir: Path, module: str):
+    """Start `python -m module RUN_DIR` as its own process in its own session, logging to output.log,
+    so the producer survives this terminal and never shares a process with a viewer."""
     import subprocess
 
     log = open(run_dir / "output.log", "ab")
@@ -272,12 +273,17 @@ def start_trainer(run_dir: Path):
     env.setdefault("PYTHONUNBUFFERED", "1")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "spintui.algos.launch", str(run_dir)],
+            [sys.executable, "-m", module, str(run_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env,
         )
     finally:
         log.close()
+
+
+def start_trainer(run_dir: Path):
+    """Start the trainer for a prepared run directory."""
+    return start_producer(run_dir, "spintui.algos.launch")
 
 
 def _failure_reason(run_dir: Path) -> str:
@@ -453,20 +459,8 @@ def profile_blocksparse_cmd(
 
 
 def start_sweep(run_dir: Path):
-    """Start a profile sweep as its own process (like `start_trainer`), logging to output.log."""
-    import subprocess
-
-    log = open(run_dir / "output.log", "ab")
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "spintui.profiles.kernel_sweep", str(run_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env,
-        )
-    finally:
-        log.close()
+    """Start a profile sweep for a prepared run directory."""
+    return start_producer(run_dir, "spintui.profiles.kernel_sweep")
 
 
 # --------------------------------------------------------------------------------------------------
