@@ -29,7 +29,7 @@ class RunConfig:
     steps: int | None = hp(None, "Total environment steps; overrides epochs x steps_per_epoch.")
     device: str = hp("auto", "Where networks run: auto (cuda if available), cpu or cuda.",
                      choices=("auto", "cpu", "cuda"))
-    threads: int | None = hp(None, "torch CPU threads (default: torch's choice).")
+    threads: int | None = hp(None, "torch CPU threads (default: 1 for ddpg/td3/sac, torch's choice otherwise).")
 
     def total_steps(self) -> int:
         return int(self.steps) if self.steps is not None else self.epochs * self.steps_per_epoch  # type: ignore[attr-defined]
