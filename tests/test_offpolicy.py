@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from spintui.algos import offpolicy
 from spintui.algos.config import config_to_dict, make_config
@@ -158,6 +159,62 @@ def test_backup_uses_done_only_for_termination():
     assert torch.allclose(terminal, ((q - r[0]) ** 2).mean(), atol=1e-5)
     bootstrapped = twin.update(o, a, r, o2, torch.zeros(1, 8))["LossQ"][0]
     assert torch.allclose(bootstrapped, ((q - (r[0] + cfg.gamma * q_next)) ** 2).mean(), atol=1e-5)
+
+
+def _linear_stack(weights, biases, output_activation=None) -> nn.Sequential:
+    """Spinning Up's mlp(): nn.Linear layers with ReLU between them, loaded with given (in, out) weights."""
+    layers = []
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        linear = nn.Linear(*w.shape)
+        with torch.no_grad():
+            linear.weight.copy_(w.T)
+            linear.bias.copy_(b.reshape(-1))
+        layers += [linear, nn.ReLU()] if i < len(weights) - 1 else [linear]
+    if output_activation is not None:
+        layers.append(output_activation)
+    return nn.Sequential(*layers)
+
+
+def test_stacked_critics_match_separate_linear_networks():
+    """QEnsemble member i computes what Spinning Up's MLPQFunction with the same weights computes,
+    and its gradients (weights and action input) are the same too."""
+    torch.manual_seed(0)
+    ensemble = offpolicy.QEnsemble(2, 3, 2, (32, 16))
+    obs, act = torch.randn(10, 3), torch.randn(10, 2, requires_grad=True)
+    q = ensemble(obs, act)
+    assert q.shape == (2, 10)
+    upstream = torch.randn(2, 10)
+    grads = torch.autograd.grad((q * upstream).sum(), [act, *ensemble.parameters()])
+    params = list(ensemble.parameters())
+    act_grad = torch.zeros_like(act)
+    for i in range(2):
+        reference = _linear_stack([w[i] for w in params[0::2]], [b[i] for b in params[1::2]])
+        act_i = act.detach().requires_grad_(True)
+        q_i = reference(torch.cat([obs, act_i], dim=-1)).squeeze(-1)
+        assert torch.allclose(q[i], q_i, atol=1e-5)
+        ref_grads = torch.autograd.grad((q_i * upstream[i]).sum(), [act_i, *reference.parameters()])
+        act_grad += ref_grads[0]
+        linears = [m for m in reference if isinstance(m, nn.Linear)]
+        for layer, linear in enumerate(linears):
+            w_grad, b_grad = ref_grads[1 + 2 * layer], ref_grads[2 + 2 * layer]
+            assert torch.allclose(grads[1 + 2 * layer][i], w_grad.T, atol=1e-5)
+            assert torch.allclose(grads[2 + 2 * layer][i].reshape(-1), b_grad, atol=1e-5)
+    assert torch.allclose(grads[0], act_grad, atol=1e-5)
+
+
+def test_mlp_matches_linear_layers():
+    torch.manual_seed(0)
+    mlp = offpolicy.MLP([3, 32, 16, 2], output_activation=torch.tanh)
+    params = list(mlp.parameters())
+    reference = _linear_stack(params[0::2], params[1::2], nn.Tanh())
+    x = torch.randn(10, 3)
+    y, y_ref = mlp(x), reference(x)
+    assert torch.allclose(y, y_ref, atol=1e-6)
+    upstream = torch.randn(10, 2)
+    grads = torch.autograd.grad((y * upstream).sum(), params)
+    ref_grads = torch.autograd.grad((y_ref * upstream).sum(), list(reference.parameters()))
+    for g, g_ref in zip(grads, ref_grads):
+        assert torch.allclose(g, g_ref.T if g.dim() == 2 else g_ref, atol=1e-5)
 
 
 def test_minimize_is_an_adam_step():
