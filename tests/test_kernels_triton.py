@@ -73,3 +73,54 @@ def test_cuda_matches_reference(mode, dtype, tol):
     want_grads = torch.autograd.grad((want * weight).sum(), (a64, b64))
     for g, w in zip(got_grads, want_grads):
         assert float((g.double() - w).abs().max() / w.abs().max()) < tol
+
+
+TILE_KEY = {"dsd": "BLOCK_N", "dds": "BLOCK_M", "sdd": "BLOCK_K"}
+
+
+def test_tuning_table_entries_are_well_formed():
+    """Every entry names a real mode / block / dtype and gives the tile, warps and stages its kernel takes."""
+    from spintui.kernels import BLOCK_SIZES, triton_kernels
+
+    table = json.loads(triton_kernels.TUNING_FILE.read_text())
+    assert "default" in table and all(mode in table["default"] for mode in TILE_KEY)
+    for gpu, entry in table.items():
+        if gpu.startswith("_"):
+            continue
+        for key, meta in entry.items():
+            mode, *rest = key.split("/")
+            assert mode in TILE_KEY, f"{gpu}: {key}"
+            if rest:
+                assert rest[0].startswith("b") and int(rest[0][1:]) in BLOCK_SIZES, f"{gpu}: {key}"
+            if len(rest) > 1:
+                assert isinstance(getattr(torch, rest[1], None), torch.dtype), f"{gpu}: {key}"
+            assert {TILE_KEY[mode], "num_warps", "num_stages"} <= set(meta), f"{gpu}: {key}"
+
+
+def test_meta_parameters_prefer_the_gpus_own_dtype_specific_entry(monkeypatch):
+    from spintui.kernels import triton_kernels
+
+    table = json.loads(triton_kernels.TUNING_FILE.read_text())
+    gpu = next(name for name in table if name not in ("default", "_comment"))
+    key = next(k for k in table[gpu] if k.startswith("dsd/") and k.count("/") == 2)
+    _, block, dtype = key.split("/")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu)
+    cuda = torch.device("cuda")
+    assert triton_kernels.meta_parameters("dsd", int(block[1:]), getattr(torch, dtype), cuda) == table[gpu][key]
+    # another dtype on the same GPU falls back to the default entry (tiles sized for 2-byte inputs may not fit fp32)
+    other = triton_kernels.meta_parameters("dsd", int(block[1:]), torch.float64, cuda)
+    defaults = table["default"]
+    assert other == defaults.get(f"dsd/{block}", defaults["dsd"])
+
+
+def test_tuning_script_runs_under_the_interpreter(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "tune_blocksparse.py"
+    out = tmp_path / "tuning.json"
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--size", "64", "--blocks", "32",
+                           "--modes", "dsd", "--tiles", "32,64", "--warps", "4", "--stages", "2", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    entry = json.loads(out.read_text())["interpreter"]["dsd/b32/float32"]
+    assert entry["BLOCK_N"] in (32, 64) and entry["num_warps"] == 4
+    assert "best" in proc.stdout

@@ -1,0 +1,119 @@
+"""Sweep the Triton kernels' meta-parameters on this GPU and write a tuning.json entry for it.
+
+    python benchmarks/tune_blocksparse.py --out kernels/tuning.json      # merge this GPU's best into the table
+
+For each mode (dsd, dds) and block size, one case (default 8192^3, density 10%, bf16) is run with
+every combination of the free tile (BLOCK_N for dsd, BLOCK_M for dds), num_warps and num_stages.
+Each configuration is checked against the dense product before it is timed (triton.testing.do_bench
+median, L2 flushed); configurations that fail to compile (e.g. out of shared memory) are skipped.
+Prints every time and each case's best with its speedup over dense cuBLAS, and writes the table
+after every case, so an interrupted sweep keeps what it finished. tuning.json is keyed by
+torch.cuda.get_device_name(); `meta_parameters` picks the GPU's own entry before "default".
+
+`--device cpu` runs the same loop through Triton's interpreter at a tiny size (set
+TRITON_INTERPRET=1): a smoke test of this script, not a tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+TILE_KEY = {"dsd": "BLOCK_N", "dds": "BLOCK_M"}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--modes", default="dsd,dds")
+    p.add_argument("--blocks", default="64,128,32")
+    p.add_argument("--size", type=int, default=8192, help="M = N = K (default 8192)")
+    p.add_argument("--density", type=float, default=0.10)
+    p.add_argument("--tiles", default="64,128,256")
+    p.add_argument("--warps", default="4,8")
+    p.add_argument("--stages", default="2,3,4")
+    p.add_argument("--min-run-time", type=float, default=0.1, help="seconds of timing per configuration")
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    p.add_argument("--out", type=Path, default=None, help="tuning.json to merge this GPU's best entries into")
+    args = p.parse_args(argv)
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda: no CUDA device is visible (use --device cpu with TRITON_INTERPRET=1 "
+              "for a smoke test)", file=sys.stderr)
+        return 2
+    if args.device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        print("error: --device cpu needs TRITON_INTERPRET=1", file=sys.stderr)
+        return 2
+
+    from spintui.kernels import blocksparse_matmul, triton_kernels
+    from spintui.kernels.bench import _relative_error, _time_cuda, _tolerance, case_operands
+
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "interpreter"
+
+    def timed(fn) -> float:
+        if device.type == "cuda":
+            return _time_cuda(fn, args.min_run_time)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    table = json.loads((args.out if args.out and args.out.exists() else triton_kernels.TUNING_FILE).read_text())
+    entry = table.setdefault(gpu, {})
+    n = args.size
+    print(f"{gpu}: {dtype}, {n}^3, density {args.density:.0%}; times are medians in ms", flush=True)
+    for mode in args.modes.split(","):
+        tile_key = TILE_KEY[mode]
+        for block in (int(b) for b in args.blocks.split(",")):
+            layout, a, b, dense_a, dense_b = case_operands(mode, n, n, n, block, args.density, dtype, device)
+            reference = dense_a.float() @ dense_b.float()
+            s_dense = timed(lambda: dense_a @ dense_b)
+            tol = _tolerance(dtype, device)
+            results = []
+            for tile, warps, stages in itertools.product(*(map(int, s.split(",")) for s in
+                                                           (args.tiles, args.warps, args.stages))):
+                meta = {tile_key: tile, "num_warps": warps, "num_stages": stages}
+                triton_kernels.OVERRIDES[mode] = meta
+                label = f"{mode} b{block} {tile_key}={tile} warps={warps} stages={stages}"
+                try:
+                    error = _relative_error(blocksparse_matmul(a, b, layout, mode, backend="triton"), reference)
+                    if not error <= tol:
+                        print(f"  {label}: WRONG (relative error {error:.1e})", flush=True)
+                        continue
+                    s = timed(lambda: blocksparse_matmul(a, b, layout, mode, backend="triton"))
+                except Exception as exc:  # e.g. out of shared memory for this tile and stage count
+                    print(f"  {label}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})", flush=True)
+                    continue
+                finally:
+                    triton_kernels.OVERRIDES.pop(mode, None)
+                results.append((s, meta))
+                print(f"  {label}: {s * 1e3:.3f} ms, {s_dense / s:.2f}x dense", flush=True)
+            if not results:
+                print(f"{mode} b{block}: no configuration ran", flush=True)
+                continue
+            s_best, best = min(results, key=lambda r: r[0])
+            default = triton_kernels.meta_parameters(mode, block, dtype, device)
+            s_default = next((s for s, m in results if m == {k: default.get(k) for k in m}), None)
+            entry[f"{mode}/b{block}/{str(dtype).removeprefix('torch.')}"] = best  # tiles sized for this dtype
+            print(f"{mode} b{block}: best {best} {s_best * 1e3:.3f} ms = {s_dense / s_best:.2f}x dense "
+                  f"({s_dense / s_best * layout.density:.2f} of ideal); dense {s_dense * 1e3:.3f} ms"
+                  + (f"; previous entry {s_dense / s_default:.2f}x" if s_default else ""), flush=True)
+            if args.out:
+                args.out.write_text(json.dumps(table, indent=2) + "\n")
+            del layout, a, b, dense_a, dense_b, reference
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
