@@ -6,8 +6,10 @@ directory like any viewer, so the trainer process never knows it is being watche
 
 from __future__ import annotations
 
+import math
 import signal
 import time
+from collections import deque
 from pathlib import Path
 
 from rich.console import Console
@@ -16,8 +18,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from spintui.profiles.store import RunReader, effective_status, request_stop
 
 POLL_S = 0.5
+MEAN_OF_EPISODES = 10  # the progress bar's return is the mean of this many latest training episodes
 
 EPOCH_COLUMNS = ("AverageEpRet", "AverageTestEpRet", "LossPi", "LossQ", "LossV", "KL", "Alpha", "StepsPerSec")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values)
 
 
 def _epoch_line(rec: dict) -> str:
@@ -47,7 +58,7 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
             proc.send_signal(signal.SIGTERM)
 
     previous = signal.signal(signal.SIGINT, _on_sigint if stop_on_interrupt else signal.default_int_handler)
-    last_return = None
+    recent_returns: deque[float] = deque(maxlen=MEAN_OF_EPISODES)
     status = "running"
     progress = Progress(
         TextColumn("[bold]{task.fields[algo]}"),
@@ -62,22 +73,26 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
         transient=False,
         disable=not console.is_terminal,
     )
-    manifest = reader.poll().manifest or {}
+    update = reader.poll()  # its records are shown too: a short run may have logged everything already
+    manifest = update.manifest or {}
     total = (manifest.get("progress") or {}).get("total_steps")
     task = progress.add_task("train", total=total, algo=manifest.get("algo") or manifest.get("benchmark") or "",
                              rate="-", ret="")
     stop_notice = False
+
+    def show(records) -> None:
+        for rec in records:
+            if rec.get("kind") == "epoch":
+                progress.console.print(_epoch_line(rec))
+            elif rec.get("kind") == "event" and rec.get("level") in ("warning", "error"):
+                progress.console.print(f"[yellow]{rec.get('message')}")
+            elif rec.get("kind") == "episode" and not rec.get("test") and _is_number(rec.get("ret")):
+                recent_returns.append(float(rec["ret"]))
+
     try:
         with progress:
             while True:
-                update = reader.poll()
-                for rec in update.records:
-                    if rec.get("kind") == "epoch":
-                        progress.console.print(_epoch_line(rec))
-                    elif rec.get("kind") == "event" and rec.get("level") in ("warning", "error"):
-                        progress.console.print(f"[yellow]{rec.get('message')}")
-                    elif rec.get("kind") == "episode" and not rec.get("test"):
-                        last_return = rec.get("ret")
+                show(update.records)
                 m = reader.manifest
                 p = m.get("progress") or {}
                 if p.get("total_steps"):
@@ -86,9 +101,8 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
                     progress.update(task, completed=p["step"])
                 if p.get("steps_per_sec") is not None:
                     progress.update(task, rate=f"{p['steps_per_sec']:.0f}")
-                ret = p.get("last_return", last_return)
-                if ret is not None:
-                    progress.update(task, ret=f"return {ret:.1f}")
+                if recent_returns:
+                    progress.update(task, ret=f"mean return {_mean(recent_returns):.1f} ({len(recent_returns)} ep)")
                 if interrupted["n"] and not stop_notice:
                     progress.console.print("[yellow]stopping: finishing the step and saving a checkpoint...")
                     stop_notice = True
@@ -97,18 +111,23 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
                 if status != "running" or exited:
                     if exited and status == "running":
                         time.sleep(0.3)  # let the final manifest land, then read it once more
-                        reader.poll()
+                        show(reader.poll().records)
                         status = reader.manifest.get("status", "failed")
                         if status == "running":
                             status = "failed"
+                    else:
+                        show(reader.poll().records)  # whatever landed between the last poll and the end
                     break
                 time.sleep(POLL_S)
+                update = reader.poll()
     finally:
         signal.signal(signal.SIGINT, previous)
     p = reader.manifest.get("progress") or {}
     summary = f"{status}: {p.get('step', 0):,} steps"
-    if p.get("last_return") is not None:
-        summary += f", last mean return {p['last_return']:.1f}"
+    if _is_number(p.get("test_return")):
+        summary += f", test return {p['test_return']:.1f}"
+    if recent_returns:
+        summary += f", mean return of the last {len(recent_returns)} episodes {_mean(recent_returns):.1f}"
     colour = {"finished": "green", "stopped": "yellow"}.get(status, "red")
     console.print(f"[{colour}]{summary}[/] -> {run_dir}")
     return status
