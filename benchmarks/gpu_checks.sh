@@ -3,6 +3,7 @@
 # short lease on a GPU box answers all of them; logs go to OUTDIR (one file per step).
 #
 #   benchmarks/gpu_checks.sh OUTDIR
+#   PYTHON=.venv/bin/python SPINTUI=.venv/bin/spintui benchmarks/gpu_checks.sh OUTDIR   # other interpreters
 #
 # Steps: the CUDA tests (Triton kernels, BlockSparseLinear, NVML, SAC on cuda), the bf16 8192^3
 # DSD grid against cuBLAS and torch's BSR kernel, SAC on HalfCheetah-v5 with --device cuda and then
