@@ -20,9 +20,7 @@ import argparse
 import itertools
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -53,21 +51,14 @@ def main(argv=None) -> int:
         return 2
 
     from spintui.kernels import blocksparse_matmul, triton_kernels
-    from spintui.kernels.bench import _relative_error, _time_cuda, _tolerance, case_operands
+    from spintui.kernels.bench import _relative_error, _time_cpu, _time_cuda, _tolerance, case_operands
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "interpreter"
 
     def timed(fn) -> float:
-        if device.type == "cuda":
-            return _time_cuda(fn, args.min_run_time)
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return _time_cuda(fn, args.min_run_time) if device.type == "cuda" else _time_cpu(fn, 1, args.min_run_time)
 
     table = json.loads((args.out if args.out and args.out.exists() else triton_kernels.TUNING_FILE).read_text())
     entry = table.setdefault(gpu, {})
@@ -111,7 +102,6 @@ def main(argv=None) -> int:
                   + (f"; previous entry {s_dense / s_default:.2f}x" if s_default else ""), flush=True)
             if args.out:
                 args.out.write_text(json.dumps(table, indent=2) + "\n")
-            del layout, a, b, dense_a, dense_b, reference
     return 0
 
 

@@ -11,6 +11,7 @@ import signal
 import time
 from collections import deque
 from pathlib import Path
+from statistics import fmean
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -25,10 +26,6 @@ EPOCH_COLUMNS = ("AverageEpRet", "AverageTestEpRet", "LossPi", "LossQ", "LossV",
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _mean(values) -> float:
-    return sum(values) / len(values)
 
 
 def _epoch_line(rec: dict) -> str:
@@ -102,7 +99,7 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
                 if p.get("steps_per_sec") is not None:
                     progress.update(task, rate=f"{p['steps_per_sec']:.0f}")
                 if recent_returns:
-                    progress.update(task, ret=f"mean return {_mean(recent_returns):.1f} ({len(recent_returns)} ep)")
+                    progress.update(task, ret=f"mean return {fmean(recent_returns):.1f} ({len(recent_returns)} ep)")
                 if interrupted["n"] and not stop_notice:
                     progress.console.print("[yellow]stopping: finishing the step and saving a checkpoint...")
                     stop_notice = True
@@ -110,13 +107,11 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
                 exited = proc is not None and proc.poll() is not None
                 if status != "running" or exited:
                     if exited and status == "running":
-                        time.sleep(0.3)  # let the final manifest land, then read it once more
-                        show(reader.poll().records)
-                        status = reader.manifest.get("status", "failed")
-                        if status == "running":
-                            status = "failed"
-                    else:
-                        show(reader.poll().records)  # whatever landed between the last poll and the end
+                        time.sleep(0.3)  # let the final manifest land
+                    show(reader.poll().records)  # whatever landed since the last poll
+                    status = effective_status(reader.manifest)
+                    if exited and status == "running":
+                        status = "failed"
                     break
                 time.sleep(POLL_S)
                 update = reader.poll()
@@ -127,7 +122,7 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
     if _is_number(p.get("test_return")):
         summary += f", test return {p['test_return']:.1f}"
     if recent_returns:
-        summary += f", mean return of the last {len(recent_returns)} episodes {_mean(recent_returns):.1f}"
+        summary += f", mean return of the last {len(recent_returns)} episodes {fmean(recent_returns):.1f}"
     colour = {"finished": "green", "stopped": "yellow"}.get(status, "red")
     console.print(f"[{colour}]{summary}[/] -> {run_dir}")
     return status
