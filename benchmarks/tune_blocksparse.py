@@ -41,6 +41,18 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument("--out", type=Path, default=None, help="tuning.json to merge this GPU's best entries into")
     args = p.parse_args(argv)
+    from spintui.kernels import BLOCK_SIZES
+
+    modes = args.modes.split(",")
+    if not set(modes) <= set(TILE_KEY):
+        p.error(f"--modes takes {', '.join(TILE_KEY)} (sdd has no free tile to sweep), got {args.modes!r}")
+    try:
+        blocks, tiles, warps, stages = ([int(v) for v in text.split(",")]
+                                        for text in (args.blocks, args.tiles, args.warps, args.stages))
+    except ValueError:
+        p.error("--blocks, --tiles, --warps and --stages take comma-separated integers, e.g. 64,128")
+    if not set(blocks) <= set(BLOCK_SIZES):
+        p.error(f"--blocks takes {', '.join(map(str, BLOCK_SIZES))}, got {args.blocks!r}")
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda: no CUDA device is visible (use --device cpu with TRITON_INTERPRET=1 "
@@ -64,19 +76,18 @@ def main(argv=None) -> int:
     entry = table.setdefault(gpu, {})
     n = args.size
     print(f"{gpu}: {dtype}, {n}^3, density {args.density:.0%}; times are medians in ms", flush=True)
-    for mode in args.modes.split(","):
+    for mode in modes:
         tile_key = TILE_KEY[mode]
-        for block in (int(b) for b in args.blocks.split(",")):
+        for block in blocks:
             layout, a, b, dense_a, dense_b = case_operands(mode, n, n, n, block, args.density, dtype, device)
             reference = dense_a.float() @ dense_b.float()
             s_dense = timed(lambda: dense_a @ dense_b)
             tol = _tolerance(dtype, device)
             results = []
-            for tile, warps, stages in itertools.product(*(map(int, s.split(",")) for s in
-                                                           (args.tiles, args.warps, args.stages))):
-                meta = {tile_key: tile, "num_warps": warps, "num_stages": stages}
+            for tile, n_warps, n_stages in itertools.product(tiles, warps, stages):
+                meta = {tile_key: tile, "num_warps": n_warps, "num_stages": n_stages}
                 triton_kernels.OVERRIDES[mode] = meta
-                label = f"{mode} b{block} {tile_key}={tile} warps={warps} stages={stages}"
+                label = f"{mode} b{block} {tile_key}={tile} warps={n_warps} stages={n_stages}"
                 try:
                     error = _relative_error(blocksparse_matmul(a, b, layout, mode, backend="triton"), reference)
                     if not error <= tol:
