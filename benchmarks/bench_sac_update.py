@@ -1,0 +1,120 @@
+"""Where one SAC update's time goes on this CPU: the update as trained, its matmuls alone, and torch.compile.
+
+    .venv/bin/python benchmarks/bench_sac_update.py [--rounds 5] [--compile default,max-autotune-no-cudagraphs]
+
+Pendulum-v1 shapes at Spinning Up's defaults (batch 100, 256x256 ReLU nets, twin critics), one
+torch thread. Per round, in this order: a block of 50 updates of spintui's SAC (`SAC.update`, as
+the trainer calls it), the sixteen matmuls of one update alone (the FLOP floor: 12 as 6 batched
+matmuls over the two critics, 4 for the actor) repeated 50 times, and the same 50 updates through
+`torch.compile(SAC.update_once)` for each `--compile` mode (the graph breaks at autograd.grad, so
+the losses and their backward are compiled, the fused Adam step stays as it is). Prints the median
+milliseconds per update of each, the compile time, and a compiled/eager ratio (above 1: slower).
+Needs a C++ compiler for `--compile`; `--compile none` skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+BATCH, WIDTH, BLOCK = 100, 256, 50
+
+
+def make_agent():
+    import gymnasium as gym
+
+    from spintui.algos.config import SACConfig
+    from spintui.algos.offpolicy import ReplayBuffer
+    from spintui.algos.sac import SAC
+
+    env = gym.make("Pendulum-v1")
+    agent = SAC(SACConfig(env="Pendulum-v1"), env.observation_space, env.action_space, torch.device("cpu"))
+    buffer = ReplayBuffer(3, 1, 100_000, torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    for _ in range(5_000):
+        buffer.store(rng.normal(size=3), rng.uniform(-2, 2, size=1), -rng.uniform(0, 16), rng.normal(size=3), False)
+    return agent, buffer
+
+
+def matmuls_of_one_update():
+    """The update's sixteen WIDTH x WIDTH matmuls at batch 100 (the input and output layers are tiny)."""
+    x2, w2, g2 = torch.randn(2, BATCH, WIDTH), torch.randn(2, WIDTH, WIDTH), torch.randn(2, BATCH, WIDTH)
+    x, w, g = torch.randn(BATCH, WIDTH), torch.randn(WIDTH, WIDTH), torch.randn(BATCH, WIDTH)
+
+    def run():
+        for _ in range(3):  # critics forward: Q(o, a), Q_targ(o', a'), Q(o, pi(o))
+            torch.bmm(x2, w2)
+        torch.bmm(x2.mT, g2)  # critics' weight gradient
+        for _ in range(2):  # critics' input gradient: LossQ, and LossPi through the frozen critics
+            torch.bmm(g2, w2.mT)
+        for _ in range(2):  # actor forward: pi(o'), pi(o)
+            torch.mm(x, w)
+        torch.mm(x.mT, g)  # actor's weight gradient
+        torch.mm(g, w.mT)  # actor's input gradient
+
+    return run
+
+
+def time_block(fn, n: int = BLOCK) -> float:
+    """Milliseconds per call of `fn`, over n calls."""
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compile", default="default", help="comma-separated torch.compile modes, or none")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    modes = [] if args.compile == "none" else [m.strip() for m in args.compile.split(",") if m.strip()]
+
+    agent, buffer = make_agent()
+    batches = buffer.sample_block(BLOCK, BATCH)
+    discount = agent.cfg.gamma * (1 - batches[4])
+
+    def updates(update_once):
+        def run():
+            for j in range(BLOCK):
+                update_once(batches[0][j], batches[1][j], batches[2][j], batches[3][j], discount[j])
+        return run
+
+    variants = {"spintui update (eager)": updates(agent.update_once)}
+    compile_seconds = {}
+    for mode in modes:
+        compiled = torch.compile(agent.update_once, mode=None if mode == "default" else mode, dynamic=False)
+        start = time.perf_counter()
+        updates(compiled)()  # compiles, then runs the block once
+        compile_seconds[mode] = time.perf_counter() - start
+        variants[f"torch.compile {mode}"] = updates(compiled)
+    matmuls = matmuls_of_one_update()
+    variants["its 16 matmuls alone"] = lambda: [matmuls() for _ in range(BLOCK)]
+
+    for fn in variants.values():  # warm-up
+        fn()
+    results = {name: [] for name in variants}
+    for r in range(args.rounds):
+        for name, fn in variants.items():
+            results[name].append(time_block(fn, 1) / BLOCK)
+        print(f"round {r + 1}: " + ", ".join(f"{name} {vals[-1]:.2f}" for name, vals in results.items()), flush=True)
+
+    eager = statistics.median(results["spintui update (eager)"])
+    print(f"\nmedian ms per update over {args.rounds} rounds of {BLOCK} (1 torch thread):")
+    width = max(map(len, results))
+    for name, vals in results.items():
+        med = statistics.median(vals)
+        extra = f"  ({med / eager:.2f}x eager)" if name != "spintui update (eager)" else ""
+        print(f"  {name:{width}s} {med:6.2f}{extra}")
+    for mode, seconds in compile_seconds.items():
+        print(f"  compile time ({mode}): {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
