@@ -59,12 +59,11 @@ def matmuls_of_one_update():
     return run
 
 
-def time_block(fn, n: int = BLOCK) -> float:
-    """Milliseconds per call of `fn`, over n calls."""
+def ms_per_update(run_block) -> float:
+    """Milliseconds per update of one call of `run_block`, which does BLOCK updates."""
     start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n * 1e3
+    run_block()
+    return (time.perf_counter() - start) / BLOCK * 1e3
 
 
 def main() -> None:
@@ -95,14 +94,19 @@ def main() -> None:
         compile_seconds[mode] = time.perf_counter() - start
         variants[f"torch.compile {mode}"] = updates(compiled)
     matmuls = matmuls_of_one_update()
-    variants["its 16 matmuls alone"] = lambda: [matmuls() for _ in range(BLOCK)]
+
+    def matmul_block():
+        for _ in range(BLOCK):
+            matmuls()
+
+    variants["its 16 matmuls alone"] = matmul_block
 
     for fn in variants.values():  # warm-up
         fn()
     results = {name: [] for name in variants}
     for r in range(args.rounds):
         for name, fn in variants.items():
-            results[name].append(time_block(fn, 1) / BLOCK)
+            results[name].append(ms_per_update(fn))
         print(f"round {r + 1}: " + ", ".join(f"{name} {vals[-1]:.2f}" for name, vals in results.items()), flush=True)
 
     eager = statistics.median(results["spintui update (eager)"])
