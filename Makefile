@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # https://download.pytorch.org/whl/cpu on machines whose default index serves CUDA builds.
 TORCH_CPU ?= torch==2.13.0
 TORCH_INDEX ?=
-RUN_ARGS ?= --steps 24000
+RUN_ARGS ?= --steps 40000
 
 .PHONY: setup run test bench clean
 

@@ -53,6 +53,8 @@ class OffPolicyConfig(RunConfig):
     max_ep_len: int = hp(1000, "Cut episodes at this length (treated as truncation, not termination).")
     num_test_episodes: int = hp(10, "Deterministic test episodes after each epoch.")
     save_freq: int = hp(1, "Checkpoint every N epochs (and always at the end).")
+    update: str = hp("auto", "Gradient steps: native (compiled C on the CPU), torch (eager PyTorch), "
+                     "or auto (native where it can run, else torch).", choices=("auto", "native", "torch"))
 
 
 @dataclass

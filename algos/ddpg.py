@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spintui.algos import native
 from spintui.algos.config import DDPGConfig
 from spintui.algos.offpolicy import (
     MLP,
@@ -57,6 +58,9 @@ class DDPG:
         self.critic_frozen = frozen(self.critic)
         self.pi_optimizer = adam(self.actor.parameters(), cfg.pi_lr)
         self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
+        self.native = native.DeterministicAgentViews(
+            self.actor, self.actor_targ, self.pi_optimizer, self.critic, self.critic_targ, self.q_optimizer,
+            members=1) if native.wanted(cfg.update, device) else None
 
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -71,6 +75,9 @@ class DDPG:
     # -- learning ------------------------------------------------------------------------------
     def update(self, obs, act, rew, next_obs, done) -> dict[str, torch.Tensor]:
         discount = self.cfg.gamma * (1 - done)
+        if self.native:
+            stats = self.native.update(obs, act, rew, next_obs, discount, None, self.cfg.polyak, policy_delay=1)
+            return {"LossQ": stats["LossQ"], "LossPi": stats["LossPi"], "QVals": stats["Q"][:, 0]}
         loss_q, loss_pi, q_vals = [], [], []
         for j in range(obs.shape[0]):
             lq, lp, q = self.update_once(obs[j], act[j], rew[j], next_obs[j], discount[j])

@@ -12,6 +12,10 @@ Speed notes (why the code looks the way it does):
 * Replay samples for a whole update block are drawn and gathered at once; logging statistics stay
   on the device and are read back once per block (no host sync inside the update loop).
 * Target networks move with one `_foreach_lerp_`; Adam runs fused (or foreach) over all tensors.
+* On the CPU, `--update auto` (the default) runs each block of gradient steps in compiled C
+  instead (native.py, offpolicy_update.c): the same arithmetic on the same tensors, about twice as
+  fast, because at these sizes the eager update's time goes to ~700 small tensor operations rather
+  than to its matrix products. The eager update stays the reference and the GPU path.
 """
 
 from __future__ import annotations
@@ -258,6 +262,17 @@ def minimize(loss: torch.Tensor, optimizer: torch.optim.Adam) -> None:
 # The off-policy loop (Spinning Up's, with gymnasium's terminated/truncated)
 
 
+def update_description(agent, device: torch.device) -> str:
+    from spintui.algos import native
+
+    if getattr(agent, "native", None):
+        return "compiled C update"
+    ok, why = native.available() if device.type == "cpu" else (False, "")
+    if device.type == "cpu" and not ok:
+        return f"PyTorch update (compiled update unavailable: {why})"
+    return "PyTorch update"
+
+
 def run_test_episodes(agent, env, cfg: OffPolicyConfig, run, step: int, stats: EpochStats) -> None:
     """Run `num_test_episodes` with the deterministic policy (Spinning Up's test_agent)."""
     for _ in range(cfg.num_test_episodes):
@@ -295,7 +310,8 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
     buffer = ReplayBuffer(obs_dim, act_dim, cfg.replay_size, device)
     total_steps = cfg.total_steps()
     config = config_to_dict(cfg)
-    run.event(f"{algo} on {cfg.env}: {total_steps:,} steps on {device}, torch threads {torch.get_num_threads()}")
+    run.event(f"{algo} on {cfg.env}: {total_steps:,} steps on {device}, torch threads {torch.get_num_threads()}, "
+              f"{update_description(agent, device)}")
     run.set_progress(step=0, total_steps=total_steps, epoch=0)
 
     stats, timer = EpochStats(), PhaseTimer()

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spintui.algos import native
 from spintui.algos.config import SACConfig
 from spintui.algos.offpolicy import (
     MLP,
@@ -50,10 +51,13 @@ class SquashedGaussianActor(nn.Module):
         self.register_buffer("act_scale", act_scale)
         self.register_buffer("act_center", act_center)
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False, with_logprob: bool = True):
+    def forward(self, obs: torch.Tensor, deterministic: bool = False, with_logprob: bool = True,
+                eps: torch.Tensor | None = None):
+        """eps: the N(0, 1) draw of the reparameterised sample (drawn here when not given)."""
         mu, log_std = self.net(obs).split(self.act_dim, dim=-1)
         log_std = torch.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
-        eps = None if deterministic else torch.randn_like(mu)
+        if not deterministic and eps is None:
+            eps = torch.randn_like(mu)
         u = mu if deterministic else torch.addcmul(mu, log_std.exp(), eps)  # reparameterised sample
         logp = None
         if with_logprob:
@@ -85,6 +89,11 @@ class SAC:
             self.alpha = self.log_alpha.detach().exp()
         else:
             self.alpha = torch.tensor(float(cfg.alpha), device=device)
+        self.native = native.wanted(cfg.update, device)
+        if self.native:
+            self.actor_view = native.NetView(list(self.actor.parameters()), self.pi_optimizer, 1)
+            self.critic_view = native.NetView(list(self.critic.parameters()), self.q_optimizer, 2,
+                                              target=list(self.critic_targ.parameters()))
 
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -95,11 +104,17 @@ class SAC:
 
     # -- learning ------------------------------------------------------------------------------
     def update(self, obs, act, rew, next_obs, done) -> dict[str, torch.Tensor]:
-        """One gradient step per minibatch of the block; statistics stay on the device."""
+        """One gradient step per minibatch of the block; statistics stay on the device.
+
+        The policy's N(0, 1) draws for the whole block come first, (n, 2, batch, act): [j, 0] for
+        a' ~ pi(.|o'), [j, 1] for a~ ~ pi(.|o), so both update paths consume the same randomness."""
         discount = self.cfg.gamma * (1 - done)  # for the whole block at once
+        noise = torch.randn(act.shape[0], 2, *act.shape[1:], device=self.device)
+        if self.native:
+            return self.update_native(obs, act, rew, next_obs, discount, noise)
         loss_q, loss_pi, q_vals, logp_vals = [], [], [], []
         for j in range(obs.shape[0]):
-            lq, lp, q, logp = self.update_once(obs[j], act[j], rew[j], next_obs[j], discount[j])
+            lq, lp, q, logp = self.update_once(obs[j], act[j], rew[j], next_obs[j], discount[j], noise[j])
             loss_q.append(lq)
             loss_pi.append(lp)
             q_vals.append(q)
@@ -108,19 +123,19 @@ class SAC:
         return {"LossQ": torch.stack(loss_q), "LossPi": torch.stack(loss_pi),
                 "Q1Vals": q_vals[:, 0], "Q2Vals": q_vals[:, 1], "LogPi": torch.stack(logp_vals)}
 
-    def update_once(self, o, a, r, o2, discount):
+    def update_once(self, o, a, r, o2, discount, eps=(None, None)):
         alpha = self.alpha
         # Critics: regress both Q_i(o, a) onto the entropy-regularised backup.
         q = self.critic(o, a)
         with torch.no_grad():
-            a2, logp_a2 = self.actor(o2)
+            a2, logp_a2 = self.actor(o2, eps=eps[0])
             q_pi_targ = self.critic_targ(o2, a2).amin(0)
             backup = r + discount * (q_pi_targ - alpha * logp_a2)
         loss_q = (q - backup).square().mean(1).sum()
         minimize(loss_q, self.q_optimizer)
 
         # Actor: maximise min_i Q_i(o, a~) + alpha * entropy, through frozen critics.
-        pi, logp_pi = self.actor(o)
+        pi, logp_pi = self.actor(o, eps=eps[1])
         q_pi = q_forward(self.critic_frozen, o, pi).amin(0)
         loss_pi = (alpha * logp_pi - q_pi).mean()
         minimize(loss_pi, self.pi_optimizer)
@@ -132,6 +147,29 @@ class SAC:
 
         polyak_update(self.critic_targ, self.critic, self.cfg.polyak)
         return loss_q.detach(), loss_pi.detach(), q.detach(), logp_pi.detach()
+
+    def update_native(self, obs, act, rew, next_obs, discount, noise) -> dict[str, torch.Tensor]:
+        """The same block of updates by the compiled CPU code (native.py), in place on the same tensors."""
+        n, batch = obs.shape[:2]
+        stats = {"LossQ": torch.empty(n), "LossPi": torch.empty(n), "Q": torch.empty(n, 2, batch),
+                 "LogPi": torch.empty(n, batch)}
+        block, _keep = native.block_struct(obs, act, rew, next_obs, discount, noise, self.actor.act_scale,
+                                           self.actor.act_center, self.cfg.polyak, stats["LossQ"],
+                                           stats["LossPi"], stats["Q"], stats["LogPi"])
+        alpha = self.alpha.reshape(1).clone()
+        block.alpha = alpha.data_ptr()
+        if self.auto_alpha:
+            native.init_adam_state(self.alpha_optimizer)
+            state, group = self.alpha_optimizer.state[self.log_alpha], self.alpha_optimizer.param_groups[0]
+            block.auto_alpha, block.target_entropy = 1, self.target_entropy
+            block.log_alpha, block.log_alpha_m, block.log_alpha_v, block.log_alpha_step = (
+                t.data_ptr() for t in (self.log_alpha, state["exp_avg"], state["exp_avg_sq"], state["step"]))
+            block.alpha_lr, (block.alpha_beta1, block.alpha_beta2), block.alpha_eps = (
+                group["lr"], group["betas"], group["eps"])
+        native.run_block("sac", self.actor_view, self.critic_view, block)
+        self.alpha = alpha.reshape(self.alpha.shape)
+        q = stats.pop("Q")
+        return {**stats, "Q1Vals": q[:, 0], "Q2Vals": q[:, 1]}
 
     # -- logging and checkpoints ---------------------------------------------------------------
     def stat_layout(self):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spintui.algos import native
 from spintui.algos.config import TD3Config
 from spintui.algos.ddpg import DeterministicActor, load_policy  # noqa: F401  (same saved policy)
 from spintui.algos.offpolicy import (
@@ -48,6 +49,9 @@ class TD3:
         self.q1_frozen = [p[:1] for p in frozen(self.critic)]  # the actor follows Q1 only
         self.pi_optimizer = adam(self.actor.parameters(), cfg.pi_lr)
         self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
+        self.native = native.DeterministicAgentViews(
+            self.actor, self.actor_targ, self.pi_optimizer, self.critic, self.critic_targ, self.q_optimizer,
+            members=2) if native.wanted(cfg.update, device) else None
 
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -65,6 +69,11 @@ class TD3:
         # Target policy smoothing noise for the whole block at once.
         target_eps = (torch.randn(*act.shape, device=self.device) * self.cfg.target_noise).clamp(
             -self.cfg.noise_clip, self.cfg.noise_clip)
+        if self.native:
+            stats = self.native.update(obs, act, rew, next_obs, discount, target_eps, self.cfg.polyak,
+                                       self.cfg.policy_delay)
+            return {"LossQ": stats["LossQ"], "LossPi": stats["LossPi"],
+                    "Q1Vals": stats["Q"][:, 0], "Q2Vals": stats["Q"][:, 1]}
         loss_q, loss_pi, q_vals = [], [], []
         for j in range(obs.shape[0]):
             lq, q = self.update_critic(obs[j], act[j], rew[j], next_obs[j], discount[j], target_eps[j])

@@ -1,10 +1,11 @@
-"""Where one SAC update's time goes on this CPU: the update as trained, its matmuls alone, and torch.compile.
+"""Where one SAC update's time goes on this CPU: eager and compiled-C updates, their matmuls alone, torch.compile.
 
     .venv/bin/python benchmarks/bench_sac_update.py [--rounds 5] [--compile default,max-autotune-no-cudagraphs]
 
 Pendulum-v1 shapes at Spinning Up's defaults (batch 100, 256x256 ReLU nets, twin critics), one
 torch thread. Per round, in this order: a block of 50 updates of spintui's SAC (`SAC.update`, as
-the trainer calls it), the sixteen matmuls of one update alone (the FLOP floor: 12 as 6 batched
+the trainer calls it with `--update torch`), the same block through the compiled C update
+(`--update native`, the CPU default; skipped where it cannot run), the sixteen matmuls of one update alone (the FLOP floor: 12 as 6 batched
 matmuls over the two critics, 4 for the actor) repeated 50 times, and the same 50 updates through
 `torch.compile(SAC.update_once)` for each `--compile` mode (the graph breaks at autograd.grad, so
 the losses and their backward are compiled, the fused Adam step stays as it is). Prints the median
@@ -24,7 +25,7 @@ import torch
 BATCH, WIDTH, BLOCK = 100, 256, 50
 
 
-def make_agent():
+def make_agent(update: str = "torch"):
     import gymnasium as gym
 
     from spintui.algos.config import SACConfig
@@ -32,7 +33,8 @@ def make_agent():
     from spintui.algos.sac import SAC
 
     env = gym.make("Pendulum-v1")
-    agent = SAC(SACConfig(env="Pendulum-v1"), env.observation_space, env.action_space, torch.device("cpu"))
+    agent = SAC(SACConfig(env="Pendulum-v1", update=update), env.observation_space, env.action_space,
+                torch.device("cpu"))
     buffer = ReplayBuffer(3, 1, 100_000, torch.device("cpu"))
     rng = np.random.default_rng(0)
     for _ in range(5_000):
@@ -86,6 +88,11 @@ def main() -> None:
         return run
 
     variants = {"spintui update (eager)": updates(agent.update_once)}
+    from spintui.algos import native
+
+    if native.available()[0]:
+        compiled_c, _ = make_agent("native")
+        variants["spintui update (native C)"] = lambda: compiled_c.update(*batches)
     compile_seconds = {}
     for mode in modes:
         compiled = torch.compile(agent.update_once, mode=None if mode == "default" else mode, dynamic=False)
