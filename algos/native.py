@@ -148,13 +148,18 @@ def available() -> tuple[bool, str]:
     return lib is not None, why
 
 
-def wanted(update: str, device: torch.device) -> bool:
+def wanted(update: str, device: torch.device, hidden_sizes=()) -> bool:
     """Whether an agent configured with `update` (auto, native or torch) uses the compiled update.
 
     `native` where it cannot run is an error, with the reason; `auto` quietly uses torch there."""
     if update == "torch":
         return False
-    ok, why = (False, "it runs on the CPU only") if device.type != "cpu" else available()
+    if device.type != "cpu":
+        ok, why = False, "it runs on the CPU only"
+    elif len(hidden_sizes) + 1 > MAX_LAYERS:
+        ok, why = False, f"it supports at most {MAX_LAYERS - 1} hidden layers"
+    else:
+        ok, why = available()
     if update == "native" and not ok:
         raise ValueError(f"--update native is not available: {why}; use --update auto or torch")
     return ok
@@ -245,8 +250,8 @@ def run_block(kind: str, actor: NetView, critic: NetView, block: BlockStruct) ->
         raise RuntimeError(why)
     fn = lib.spintui_sac_block if kind == "sac" else lib.spintui_td3_block
     actor_s, critic_s = actor.struct(), critic.struct()
-    with torch.no_grad():
-        fn(ctypes.byref(actor_s), ctypes.byref(critic_s), ctypes.byref(block))
+    if fn(ctypes.byref(actor_s), ctypes.byref(critic_s), ctypes.byref(block)) != 0:
+        raise MemoryError("the compiled update could not allocate its scratch memory")
 
 
 class DeterministicAgentViews:

@@ -18,7 +18,6 @@
 #include <string.h>
 
 #define MAX_LAYERS 8
-#define MAX_MEMBERS 2
 
 typedef void (*sgemm_fn)(const char *transa, const char *transb, const int *m, const int *n, const int *k,
                          const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
@@ -90,7 +89,7 @@ static void linear_forward(const float *x, int m, int k, const float *w, const f
                 for (int j = 0; j < n; j++) row[j] += bias[j];
         }
     } else if (n < SMALL) {  /* narrow output: dot products with the columns of w */
-        float wt[SMALL * k];
+        float *wt = malloc(sizeof(float) * n * k);  /* w transposed: its columns contiguous */
         for (int kk = 0; kk < k; kk++)
             for (int j = 0; j < n; j++) wt[(size_t)j * k + kk] = w[(size_t)kk * n + j];
         for (int i = 0; i < m; i++) {
@@ -104,6 +103,7 @@ static void linear_forward(const float *x, int m, int k, const float *w, const f
                 y[(size_t)i * n + j] = relu ? relu_f(s) : s;
             }
         }
+        free(wt);
     } else {  /* narrow input: a few row updates */
         for (int i = 0; i < m; i++) {
             float *row = y + (size_t)i * n;
@@ -130,8 +130,7 @@ static void linear_weight_grad(const float *x, int m, int k, const float *g, int
         const float one = 1.0f, zero = 0.0f;
         sgemm("N", "T", &n, &k, &m, &one, g, &n, x, &k, &zero, gw, &n);
     } else if (n < SMALL) {  /* narrow output: gw's columns are sums of rows of x */
-        float gwt[SMALL * k];
-        memset(gwt, 0, sizeof(float) * n * k);
+        float *gwt = calloc((size_t)n * k, sizeof(float));
         for (int i = 0; i < m; i++) {
             const float *xi = x + (size_t)i * k;
             for (int j = 0; j < n; j++) {
@@ -142,6 +141,7 @@ static void linear_weight_grad(const float *x, int m, int k, const float *g, int
         }
         for (int kk = 0; kk < k; kk++)
             for (int j = 0; j < n; j++) gw[(size_t)kk * n + j] = gwt[(size_t)j * k + kk];
+        free(gwt);
     } else {  /* narrow input */
         memset(gw, 0, sizeof(float) * k * n);
         for (int i = 0; i < m; i++) {
@@ -161,7 +161,7 @@ static void linear_input_grad(const float *g, int m, int n, const float *w, int 
         const float one = 1.0f, zero = 0.0f;
         sgemm("T", "N", &k, &m, &n, &one, w, &n, g, &n, &zero, gx, &k);
     } else if (n < SMALL) {  /* narrow output: rows of gx are combinations of w's columns */
-        float wt[SMALL * k];
+        float *wt = malloc(sizeof(float) * n * k);  /* w transposed: its columns contiguous */
         for (int kk = 0; kk < k; kk++)
             for (int j = 0; j < n; j++) wt[(size_t)j * k + kk] = w[(size_t)kk * n + j];
         for (int i = 0; i < m; i++) {
@@ -172,6 +172,7 @@ static void linear_input_grad(const float *g, int m, int n, const float *w, int 
                 for (int kk = 0; kk < k; kk++) out[kk] += a * wj[kk];
             }
         }
+        free(wt);
     } else {  /* narrow input: dot products with the rows of w */
         for (int i = 0; i < m; i++) {
             const float *gi = g + (size_t)i * n;
@@ -196,6 +197,11 @@ typedef struct {
 
 static void acts_alloc(Acts *a, const Net *net, int m) {
     for (int l = 0; l < net->layers; l++) a->h[l] = malloc(sizeof(float) * net->members * m * net->sizes[l + 1]);
+}
+static int acts_ok(const Acts *a, const Net *net) {
+    for (int l = 0; l < net->layers; l++)
+        if (!a->h[l]) return 0;
+    return 1;
 }
 static void acts_free(Acts *a, const Net *net) {
     for (int l = 0; l < net->layers; l++) free(a->h[l]);
@@ -348,6 +354,7 @@ static void squash(const float *out, int m, int A, const float *eps, const float
     }
 }
 
+/* Returns 0, or -1 when its scratch memory could not be allocated (nothing is updated then). */
 int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
     const int m = blk->batch, A = blk->act_dim, O = blk->obs_dim, K = critic->members;
     const int qlast = critic->layers - 1, alast = actor->layers - 1;
@@ -361,7 +368,12 @@ int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
     float *backup = malloc(sizeof(float) * m), *u = malloc(sizeof(float) * m * A);
     float *std = malloc(sizeof(float) * m * A), *gpi = malloc(sizeof(float) * m * A);
     float *gq = malloc(sizeof(float) * K * m);
-    int pi_count = 0;
+    int pi_count = 0, status = 0;
+    if (!acts_ok(&qa, critic) || !acts_ok(&pa, actor) || !x || !g || !scratch || !gx || !a2 || !logp || !backup ||
+        !u || !std || !gpi || !gq) {
+        status = -1;
+        goto done;
+    }
 
     for (int j = 0; j < blk->n_updates; j++) {
         const float *o = blk->obs + (size_t)j * m * O, *o2 = blk->obs2 + (size_t)j * m * O;
@@ -435,16 +447,18 @@ int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
         net_polyak(critic, blk->polyak);
     }
 
+done:
     acts_free(&qa, critic);
     acts_free(&pa, actor);
     free(x); free(g); free(scratch); free(gx); free(a2); free(logp); free(backup); free(u); free(std); free(gpi); free(gq);
-    return 0;
+    return status;
 }
 
 /* ---------------------------------------------------------------------------------------------
  * TD3 and DDPG (see td3.py, ddpg.py): a deterministic tanh actor scaled to the bounds; the actor
  * follows critic member 0. DDPG is one critic, no smoothing noise and policy_delay 1. */
 
+/* Returns 0, or -1 when its scratch memory could not be allocated (nothing is updated then). */
 int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
     const int m = blk->batch, A = blk->act_dim, O = blk->obs_dim, K = critic->members;
     const int qlast = critic->layers - 1, alast = actor->layers - 1;
@@ -455,7 +469,11 @@ int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
     float *x = malloc(sizeof(float) * m * (O + A)), *g = malloc(sizeof(float) * m * wid);
     float *scratch = malloc(sizeof(float) * m * wid), *gx = malloc(sizeof(float) * m * (O + A));
     float *a2 = malloc(sizeof(float) * m * A), *backup = malloc(sizeof(float) * m);
-    int pi_count = 0;
+    int pi_count = 0, status = 0;
+    if (!acts_ok(&qa, critic) || !acts_ok(&pa, actor) || !x || !g || !scratch || !gx || !a2 || !backup) {
+        status = -1;
+        goto done;
+    }
 
     for (int j = 0; j < blk->n_updates; j++) {
         const float *o = blk->obs + (size_t)j * m * O, *o2 = blk->obs2 + (size_t)j * m * O;
@@ -514,8 +532,9 @@ int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
         net_polyak(critic, blk->polyak);
     }
 
+done:
     acts_free(&qa, critic);
     acts_free(&pa, actor);
     free(x); free(g); free(scratch); free(gx); free(a2); free(backup);
-    return 0;
+    return status;
 }

@@ -89,7 +89,7 @@ class SAC:
             self.alpha = self.log_alpha.detach().exp()
         else:
             self.alpha = torch.tensor(float(cfg.alpha), device=device)
-        self.native = native.wanted(cfg.update, device)
+        self.native = native.wanted(cfg.update, device, cfg.hidden_sizes)
         if self.native:
             self.actor_view = native.NetView(list(self.actor.parameters()), self.pi_optimizer, 1)
             self.critic_view = native.NetView(list(self.critic.parameters()), self.q_optimizer, 2,

@@ -51,7 +51,7 @@ class TD3:
         self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
         self.native = native.DeterministicAgentViews(
             self.actor, self.actor_targ, self.pi_optimizer, self.critic, self.critic_targ, self.q_optimizer,
-            members=2) if native.wanted(cfg.update, device) else None
+            members=2) if native.wanted(cfg.update, device, cfg.hidden_sizes) else None
 
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -8,9 +8,11 @@ gamma 0.99, polyak 0.995 (SB3 tau 0.005), replay 1e6, updates from step 1000, ev
 gradient steps (SB3 train_freq 50, gradient_steps 50), SAC alpha 0.2 (SB3 ent_coef 0.2), TD3 policy
 delay 2, target noise 0.2 clipped at 0.5, exploration noise 0.1. Uniform random actions for the
 first 1000 steps on both sides (SB3's learning_starts; spintui's start_steps is set to match).
-spintui's runs also log everything into a real run directory and run Spinning Up's 10 deterministic
-test episodes after every epoch inside the timed region (SB3 does neither), so the comparison is
-conservative for spintui.
+spintui's gradient steps are its CPU default (`--update auto`: compiled C where a C compiler
+exists); `--update torch` measures its eager PyTorch update instead. spintui's runs also log
+everything into a real run directory and run Spinning Up's 10 deterministic test episodes after
+every epoch inside the timed region (SB3 does neither), so the comparison is conservative for
+spintui.
 
 Each run is a fresh process pinned to `--threads` torch threads; runs of the two implementations
 alternate (A B A B ...) so that a noisy, shared machine affects both alike. Reports the median
@@ -32,7 +34,7 @@ import time
 ENV_ID = "Pendulum-v1"
 
 
-def run_spintui(algo: str, steps: int, seed: int, threads: int, start_steps: int) -> dict:
+def run_spintui(algo: str, steps: int, seed: int, threads: int, start_steps: int, update: str = "auto") -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -40,7 +42,7 @@ def run_spintui(algo: str, steps: int, seed: int, threads: int, start_steps: int
     from spintui.profiles.store import RunWriter, create_run
 
     cfg = make_config(algo, {"env": ENV_ID, "steps": steps, "seed": seed, "threads": threads,
-                             "start_steps": start_steps, "device": "cpu"})
+                             "start_steps": start_steps, "device": "cpu", "update": update})
     import importlib
 
     module = importlib.import_module(f"spintui.algos.{algo}")
@@ -86,8 +88,11 @@ def run_sb3(algo: str, steps: int, seed: int, threads: int, start_steps: int) ->
 
 
 def child(args) -> None:
-    fn = run_spintui if args.impl == "spintui" else run_sb3
-    print(json.dumps(fn(args.algo, args.steps, args.seed, args.threads, args.start_steps)))
+    if args.impl == "spintui":
+        result = run_spintui(args.algo, args.steps, args.seed, args.threads, args.start_steps, args.update)
+    else:
+        result = run_sb3(args.algo, args.steps, args.seed, args.threads, args.start_steps)
+    print(json.dumps(result))
 
 
 def main() -> None:
@@ -98,6 +103,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--start-steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--update", default="auto", choices=("auto", "native", "torch"),
+                        help="spintui's gradient steps: auto (compiled C where it can run), native or torch (eager)")
     parser.add_argument("--json", default=None, help="Also write all results to this file.")
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "ALGO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -113,7 +120,7 @@ def main() -> None:
             for impl in ("spintui", "sb3") if i % 2 == 0 else ("sb3", "spintui"):
                 cmd = [sys.executable, __file__, "--child", impl, algo, "--steps", str(args.steps),
                        "--threads", str(args.threads), "--start-steps", str(args.start_steps),
-                       "--seed", str(args.seed + i)]
+                       "--seed", str(args.seed + i), "--update", args.update]
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if out.returncode != 0:
                     sys.exit(f"{impl} {algo} failed:\n{out.stderr[-2000:]}")
@@ -130,7 +137,8 @@ def main() -> None:
         ret_theirs = [round(r["test_return"], 1) for r in results[algo]["sb3"]]
         print(f"{algo}: spintui median {ours:.1f} steps/s, SB3 median {theirs:.1f} steps/s, "
               f"ratio {ours / theirs:.2f}x; per CPU second {ours_cpu:.1f} vs {theirs_cpu:.1f}, "
-              f"ratio {ours_cpu / theirs_cpu:.2f}x (threads {args.threads}, {args.steps} steps); "
+              f"ratio {ours_cpu / theirs_cpu:.2f}x (threads {args.threads}, {args.steps} steps, "
+              f"--update {args.update}); "
               f"test returns spintui {ret_ours}, SB3 {ret_theirs}", flush=True)
         results[algo]["ratio"] = ours / theirs
         results[algo]["cpu_ratio"] = ours_cpu / theirs_cpu

@@ -178,6 +178,10 @@ def test_update_choice():
     with pytest.raises(ValueError, match="runs on the CPU only; use --update auto or torch"):
         native.wanted("native", cuda)
     assert native.wanted("auto", cpu) is OK
+    assert native.wanted("auto", cpu, hidden_sizes=(64,) * 7) is OK
+    assert native.wanted("auto", cpu, hidden_sizes=(64,) * 8) is False  # more layers than the C code takes
+    with pytest.raises(ValueError, match="at most 7 hidden layers"):
+        native.wanted("native", cpu, hidden_sizes=(64,) * 8)
 
 
 def test_no_compiler_falls_back_to_torch(monkeypatch, tmp_path):
