@@ -572,14 +572,20 @@ def test_viewer_on_another_host_shows_the_gpu_samples_the_trainer_logged(tmp_pat
 
 def test_ctrl_c_in_a_headless_watch_never_stops_the_training(tmp_path):
     rd, proc = start_producer(tmp_path, seconds=120.0)
-    watcher = subprocess.Popen([sys.executable, "-m", "spintui.tui.cli", "watch", str(rd)],
+    # -X faulthandler: if the watcher ever hangs, SIGABRT makes it print every thread's stack.
+    watcher = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "spintui.tui.cli", "watch", str(rd)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "run " not in (watcher.stdout.readline() or ""):
             pass
         watcher.send_signal(signal.SIGINT)
-        assert watcher.wait(timeout=15) == 130
+        try:
+            code = watcher.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            watcher.send_signal(signal.SIGABRT)
+            pytest.fail("the watcher ignored Ctrl-C; its stacks:\n" + watcher.communicate(timeout=10)[1][-4000:])
+        assert code == 130
         time.sleep(0.3)
         assert proc.poll() is None and not (rd / "control" / "stop").exists()
         (tmp_path / "finish-now").touch()

@@ -45,7 +45,6 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
     """
     console = console or Console(stderr=False)
     reader = RunReader(run_dir)
-    console.print(f"run [bold]{run_dir.name}[/] in {run_dir.parent}")
     interrupted = {"n": 0}
 
     def _on_sigint(signum, frame):
@@ -55,38 +54,41 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
             proc.send_signal(signal.SIGTERM)
 
     previous = signal.signal(signal.SIGINT, _on_sigint if stop_on_interrupt else signal.default_int_handler)
-    recent_returns: deque[float] = deque(maxlen=MEAN_OF_EPISODES)
-    status = "running"
-    progress = Progress(
-        TextColumn("[bold]{task.fields[algo]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} steps/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[ret]}"),
-        console=console,
-        transient=False,
-        disable=not console.is_terminal,
-    )
-    update = reader.poll()  # its records are shown too: a short run may have logged everything already
-    manifest = update.manifest or {}
-    total = (manifest.get("progress") or {}).get("total_steps")
-    task = progress.add_task("train", total=total, algo=manifest.get("algo") or manifest.get("benchmark") or "",
-                             rate="-", ret="")
-    stop_notice = False
-
-    def show(records) -> None:
-        for rec in records:
-            if rec.get("kind") == "epoch":
-                progress.console.print(_epoch_line(rec))
-            elif rec.get("kind") == "event" and rec.get("level") in ("warning", "error"):
-                progress.console.print(f"[yellow]{rec.get('message')}")
-            elif rec.get("kind") == "episode" and not rec.get("test") and _is_number(rec.get("ret")):
-                recent_returns.append(float(rec["ret"]))
-
     try:
+        # Read the run (and import what reading needs) before the first line: whoever sees that line
+        # and presses Ctrl-C then interrupts the follow loop, not a half-finished import.
+        update = reader.poll()  # its records are shown too: a short run may have logged everything already
+        console.print(f"run [bold]{run_dir.name}[/] in {run_dir.parent}")
+        recent_returns: deque[float] = deque(maxlen=MEAN_OF_EPISODES)
+        status = "running"
+        progress = Progress(
+            TextColumn("[bold]{task.fields[algo]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} steps/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[ret]}"),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        )
+        manifest = update.manifest or {}
+        total = (manifest.get("progress") or {}).get("total_steps")
+        task = progress.add_task("train", total=total, algo=manifest.get("algo") or manifest.get("benchmark") or "",
+                                 rate="-", ret="")
+        stop_notice = False
+
+        def show(records) -> None:
+            for rec in records:
+                if rec.get("kind") == "epoch":
+                    progress.console.print(_epoch_line(rec))
+                elif rec.get("kind") == "event" and rec.get("level") in ("warning", "error"):
+                    progress.console.print(f"[yellow]{rec.get('message')}")
+                elif rec.get("kind") == "episode" and not rec.get("test") and _is_number(rec.get("ret")):
+                    recent_returns.append(float(rec["ret"]))
+
         with progress:
             while True:
                 show(update.records)
