@@ -28,7 +28,6 @@ SOURCE = Path(__file__).with_name("offpolicy_update.c")
 MAX_LAYERS = 8
 CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared"]
 
-_float_p = ctypes.POINTER(ctypes.c_float)
 _ptrs = ctypes.c_void_p * MAX_LAYERS
 
 
