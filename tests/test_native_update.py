@@ -8,6 +8,10 @@ rounding-level gradients into full-size steps, so the comparison uses short bloc
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -196,3 +200,16 @@ def test_no_compiler_falls_back_to_torch(monkeypatch, tmp_path):
             make_agent("sac", "native", env)
     finally:
         native._load.cache_clear()
+
+
+def test_cli_refuses_update_native_without_a_compiler_before_creating_a_run(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CC"}
+    env.update(PATH=str(tmp_path / "no-bin"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-m", "spintui.tui.cli", "train", "sac", "--env", "Pendulum-v1",
+                          "--update", "native", "--headless", "--steps", "100", "--runs-dir", str(tmp_path / "runs")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "spintui: error: --update native is not available: no C compiler (cc, gcc or clang) on PATH; "
+        "use --update auto or torch"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -239,6 +239,14 @@ def _train(algo: str, kwargs: dict) -> None:
 
         if not torch.cuda.is_available():
             raise UsageProblem("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if getattr(cfg, "update", "auto") == "native":  # off-policy only; refuse before a run directory exists
+        from spintui.algos import native
+        from spintui.algos.core import resolve_device
+
+        try:
+            native.wanted("native", resolve_device(cfg.device), cfg.hidden_sizes)
+        except ValueError as exc:
+            raise UsageProblem(str(exc)) from None
     if name is not None:
         if "/" in name or name in ("", ".", "..", "latest") or (runs_dir / name).exists():
             raise UsageProblem(f"run name {name!r} is taken or invalid in {runs_dir}; pick another --name")
