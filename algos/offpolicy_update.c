@@ -326,6 +326,46 @@ static float critic_step(const Net *critic, const Block *blk, const float *x, co
     return loss;
 }
 
+/* Scratch memory of one block: allocated once per call, shared by all its updates. */
+typedef struct {
+    Acts qa, pa;                /* activations of the critics and of the actor */
+    float *x, *gx;              /* a critic input [obs | act] and its gradient, (m, obs + act) */
+    float *g, *scratch;         /* backward-pass buffers, (m, widest layer) */
+    float *a2, *u, *std, *gpi;  /* (m, act): actions; SAC's pre-tanh sample, its std, d LossPi / d action */
+    float *backup, *logp, *gq;  /* (m), (m), (members, m) */
+} Work;
+
+static void work_free(Work *w, const Net *actor, const Net *critic) {
+    acts_free(&w->qa, critic);
+    acts_free(&w->pa, actor);
+    float *bufs[] = {w->x, w->gx, w->g, w->scratch, w->a2, w->u, w->std, w->gpi, w->backup, w->logp, w->gq};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+}
+
+/* 0, or -1 (everything freed) when memory runs out. */
+static int work_alloc(Work *w, const Net *actor, const Net *critic, const Block *blk) {
+    const size_t m = blk->batch, A = blk->act_dim, in = blk->obs_dim + blk->act_dim;
+    const size_t wid = widest(critic) > widest(actor) ? widest(critic) : widest(actor);
+    acts_alloc(&w->qa, critic, m);
+    acts_alloc(&w->pa, actor, m);
+    w->x = malloc(sizeof(float) * m * in);
+    w->gx = malloc(sizeof(float) * m * in);
+    w->g = malloc(sizeof(float) * m * wid);
+    w->scratch = malloc(sizeof(float) * m * wid);
+    w->a2 = malloc(sizeof(float) * m * A);
+    w->u = malloc(sizeof(float) * m * A);
+    w->std = malloc(sizeof(float) * m * A);
+    w->gpi = malloc(sizeof(float) * m * A);
+    w->backup = malloc(sizeof(float) * m);
+    w->logp = malloc(sizeof(float) * m);
+    w->gq = malloc(sizeof(float) * critic->members * m);
+    if (acts_ok(&w->qa, critic) && acts_ok(&w->pa, actor) && w->x && w->gx && w->g && w->scratch && w->a2 && w->u &&
+        w->std && w->gpi && w->backup && w->logp && w->gq)
+        return 0;
+    work_free(w, actor, critic);
+    return -1;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * SAC (see sac.py for the equations). */
 
@@ -358,22 +398,12 @@ static void squash(const float *out, int m, int A, const float *eps, const float
 int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
     const int m = blk->batch, A = blk->act_dim, O = blk->obs_dim, K = critic->members;
     const int qlast = critic->layers - 1, alast = actor->layers - 1;
-    const int wid = widest(critic) > widest(actor) ? widest(critic) : widest(actor);
-    Acts qa, pa;
-    acts_alloc(&qa, critic, m);
-    acts_alloc(&pa, actor, m);
-    float *x = malloc(sizeof(float) * m * (O + A)), *g = malloc(sizeof(float) * m * wid);
-    float *scratch = malloc(sizeof(float) * m * wid), *gx = malloc(sizeof(float) * m * (O + A));
-    float *a2 = malloc(sizeof(float) * m * A), *logp = malloc(sizeof(float) * m);
-    float *backup = malloc(sizeof(float) * m), *u = malloc(sizeof(float) * m * A);
-    float *std = malloc(sizeof(float) * m * A), *gpi = malloc(sizeof(float) * m * A);
-    float *gq = malloc(sizeof(float) * K * m);
-    int pi_count = 0, status = 0;
-    if (!acts_ok(&qa, critic) || !acts_ok(&pa, actor) || !x || !g || !scratch || !gx || !a2 || !logp || !backup ||
-        !u || !std || !gpi || !gq) {
-        status = -1;
-        goto done;
-    }
+    Work work;
+    if (work_alloc(&work, actor, critic, blk) != 0) return -1;
+    const Acts *qa = &work.qa, *pa = &work.pa;
+    float *x = work.x, *g = work.g, *scratch = work.scratch, *gx = work.gx, *a2 = work.a2, *backup = work.backup;
+    float *logp = work.logp, *u = work.u, *std = work.std, *gpi = work.gpi, *gq = work.gq;
+    int pi_count = 0;
 
     for (int j = 0; j < blk->n_updates; j++) {
         const float *o = blk->obs + (size_t)j * m * O, *o2 = blk->obs2 + (size_t)j * m * O;
@@ -383,45 +413,45 @@ int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
         const float alpha = *blk->alpha;
 
         /* Backup from the target critics at a' ~ pi(.|o'). */
-        net_forward(actor, 0, 0, o2, m, &pa);
-        squash(act_of(actor, &pa, alast, 0, m), m, A, eps_next, blk->act_scale, blk->act_center, a2, logp, NULL, NULL);
+        net_forward(actor, 0, 0, o2, m, pa);
+        squash(act_of(actor, pa, alast, 0, m), m, A, eps_next, blk->act_scale, blk->act_center, a2, logp, NULL, NULL);
         concat(o2, O, a2, A, m, x);
-        for (int k = 0; k < K; k++) net_forward(critic, 1, k, x, m, &qa);
+        for (int k = 0; k < K; k++) net_forward(critic, 1, k, x, m, qa);
         for (int i = 0; i < m; i++) {
-            float qmin = act_of(critic, &qa, qlast, 0, m)[i];
-            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, &qa, qlast, k, m)[i]);
+            float qmin = act_of(critic, qa, qlast, 0, m)[i];
+            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, qa, qlast, k, m)[i]);
             backup[i] = r[i] + disc[i] * (qmin - alpha * logp[i]);
         }
 
         /* Critics. */
         concat(o, O, a, A, m, x);
-        blk->loss_q[j] = critic_step(critic, blk, x, backup, &qa, g, scratch, blk->q_vals + (size_t)j * K * m);
+        blk->loss_q[j] = critic_step(critic, blk, x, backup, qa, g, scratch, blk->q_vals + (size_t)j * K * m);
 
         /* Actor through the stepped critics, whose weights take no gradient here. */
-        net_forward(actor, 0, 0, o, m, &pa);
+        net_forward(actor, 0, 0, o, m, pa);
         float *pi = a2, *logp_pi = blk->logp + (size_t)j * m;
-        squash(act_of(actor, &pa, alast, 0, m), m, A, eps_now, blk->act_scale, blk->act_center, pi, logp_pi, u, std);
+        squash(act_of(actor, pa, alast, 0, m), m, A, eps_now, blk->act_scale, blk->act_center, pi, logp_pi, u, std);
         concat(o, O, pi, A, m, x);
-        for (int k = 0; k < K; k++) net_forward(critic, 0, k, x, m, &qa);
+        for (int k = 0; k < K; k++) net_forward(critic, 0, k, x, m, qa);
         float loss_pi = 0.0f;
         for (int i = 0; i < m; i++) {  /* min over critics; a tie splits the gradient as torch's amin does */
-            float qmin = act_of(critic, &qa, qlast, 0, m)[i];
-            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, &qa, qlast, k, m)[i]);
+            float qmin = act_of(critic, qa, qlast, 0, m)[i];
+            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, qa, qlast, k, m)[i]);
             int ties = 0;
-            for (int k = 0; k < K; k++) ties += act_of(critic, &qa, qlast, k, m)[i] == qmin;
-            for (int k = 0; k < K; k++) gq[(size_t)k * m + i] = act_of(critic, &qa, qlast, k, m)[i] == qmin ? -1.0f / m / ties : 0.0f;
+            for (int k = 0; k < K; k++) ties += act_of(critic, qa, qlast, k, m)[i] == qmin;
+            for (int k = 0; k < K; k++) gq[(size_t)k * m + i] = act_of(critic, qa, qlast, k, m)[i] == qmin ? -1.0f / m / ties : 0.0f;
             loss_pi += alpha * logp_pi[i] - qmin;
         }
         blk->loss_pi[pi_count++] = loss_pi / m;
         memset(gpi, 0, sizeof(float) * m * A);
         for (int k = 0; k < K; k++) {
             memcpy(g, gq + (size_t)k * m, sizeof(float) * m);
-            net_backward(critic, k, x, m, &qa, g, scratch, 0, gx);
+            net_backward(critic, k, x, m, qa, g, scratch, 0, gx);
             for (int i = 0; i < m; i++)
                 for (int jj = 0; jj < A; jj++) gpi[(size_t)i * A + jj] += gx[(size_t)i * (O + A) + O + jj];
         }
         /* Through the squashing and the reparameterisation into the actor's output (mu | log_std). */
-        const float *out = act_of(actor, &pa, alast, 0, m);
+        const float *out = act_of(actor, pa, alast, 0, m);
         const float dlogp = alpha / m;
         for (int i = 0; i < m; i++)
             for (int jj = 0; jj < A; jj++) {
@@ -433,7 +463,7 @@ int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
                 g[(size_t)i * 2 * A + jj] = gu;
                 g[(size_t)i * 2 * A + A + jj] = raw >= -20.0f && raw <= 2.0f ? gu * std[ij] * eps_now[ij] - dlogp : 0.0f;
             }
-        net_backward(actor, 0, o, m, &pa, g, scratch, 1, NULL);
+        net_backward(actor, 0, o, m, pa, g, scratch, 1, NULL);
         net_adam(actor);
 
         if (blk->auto_alpha) {
@@ -447,11 +477,8 @@ int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
         net_polyak(critic, blk->polyak);
     }
 
-done:
-    acts_free(&qa, critic);
-    acts_free(&pa, actor);
-    free(x); free(g); free(scratch); free(gx); free(a2); free(logp); free(backup); free(u); free(std); free(gpi); free(gq);
-    return status;
+    work_free(&work, actor, critic);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -462,18 +489,11 @@ done:
 int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
     const int m = blk->batch, A = blk->act_dim, O = blk->obs_dim, K = critic->members;
     const int qlast = critic->layers - 1, alast = actor->layers - 1;
-    const int wid = widest(critic) > widest(actor) ? widest(critic) : widest(actor);
-    Acts qa, pa;
-    acts_alloc(&qa, critic, m);
-    acts_alloc(&pa, actor, m);
-    float *x = malloc(sizeof(float) * m * (O + A)), *g = malloc(sizeof(float) * m * wid);
-    float *scratch = malloc(sizeof(float) * m * wid), *gx = malloc(sizeof(float) * m * (O + A));
-    float *a2 = malloc(sizeof(float) * m * A), *backup = malloc(sizeof(float) * m);
-    int pi_count = 0, status = 0;
-    if (!acts_ok(&qa, critic) || !acts_ok(&pa, actor) || !x || !g || !scratch || !gx || !a2 || !backup) {
-        status = -1;
-        goto done;
-    }
+    Work work;
+    if (work_alloc(&work, actor, critic, blk) != 0) return -1;
+    const Acts *qa = &work.qa, *pa = &work.pa;
+    float *x = work.x, *g = work.g, *scratch = work.scratch, *gx = work.gx, *a2 = work.a2, *backup = work.backup;
+    int pi_count = 0;
 
     for (int j = 0; j < blk->n_updates; j++) {
         const float *o = blk->obs + (size_t)j * m * O, *o2 = blk->obs2 + (size_t)j * m * O;
@@ -481,8 +501,8 @@ int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
         const float *disc = blk->discount + (size_t)j * m;
 
         /* Backup from the target critics at the target policy's (smoothed, clipped) action. */
-        net_forward(actor, 1, 0, o2, m, &pa);
-        const float *out = act_of(actor, &pa, alast, 0, m);
+        net_forward(actor, 1, 0, o2, m, pa);
+        const float *out = act_of(actor, pa, alast, 0, m);
         for (int i = 0; i < m; i++)
             for (int jj = 0; jj < A; jj++) {
                 const size_t ij = (size_t)i * A + jj;
@@ -494,47 +514,44 @@ int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
                 a2[ij] = v;
             }
         concat(o2, O, a2, A, m, x);
-        for (int k = 0; k < K; k++) net_forward(critic, 1, k, x, m, &qa);
+        for (int k = 0; k < K; k++) net_forward(critic, 1, k, x, m, qa);
         for (int i = 0; i < m; i++) {
-            float qmin = act_of(critic, &qa, qlast, 0, m)[i];
-            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, &qa, qlast, k, m)[i]);
+            float qmin = act_of(critic, qa, qlast, 0, m)[i];
+            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, qa, qlast, k, m)[i]);
             backup[i] = r[i] + disc[i] * qmin;
         }
 
         concat(o, O, a, A, m, x);
-        blk->loss_q[j] = critic_step(critic, blk, x, backup, &qa, g, scratch, blk->q_vals + (size_t)j * K * m);
+        blk->loss_q[j] = critic_step(critic, blk, x, backup, qa, g, scratch, blk->q_vals + (size_t)j * K * m);
         if (j % blk->policy_delay != 0) continue;
 
         /* Actor: maximise Q_1(o, mu(o)) through the stepped critic. */
-        net_forward(actor, 0, 0, o, m, &pa);
-        out = act_of(actor, &pa, alast, 0, m);
+        net_forward(actor, 0, 0, o, m, pa);
+        out = act_of(actor, pa, alast, 0, m);
         for (int i = 0; i < m; i++)
             for (int jj = 0; jj < A; jj++)
                 a2[(size_t)i * A + jj] = blk->act_center[jj] + tanhf(out[(size_t)i * A + jj]) * blk->act_scale[jj];
         concat(o, O, a2, A, m, x);
-        net_forward(critic, 0, 0, x, m, &qa);
-        const float *q = act_of(critic, &qa, qlast, 0, m);
+        net_forward(critic, 0, 0, x, m, qa);
+        const float *q = act_of(critic, qa, qlast, 0, m);
         float s = 0.0f;
         for (int i = 0; i < m; i++) {
             s += q[i];
             g[i] = -1.0f / m;
         }
         blk->loss_pi[pi_count++] = -s / m;
-        net_backward(critic, 0, x, m, &qa, g, scratch, 0, gx);
+        net_backward(critic, 0, x, m, qa, g, scratch, 0, gx);
         for (int i = 0; i < m; i++)
             for (int jj = 0; jj < A; jj++) {
                 const float t = tanhf(out[(size_t)i * A + jj]);
                 g[(size_t)i * A + jj] = gx[(size_t)i * (O + A) + O + jj] * blk->act_scale[jj] * (1.0f - t * t);
             }
-        net_backward(actor, 0, o, m, &pa, g, scratch, 1, NULL);
+        net_backward(actor, 0, o, m, pa, g, scratch, 1, NULL);
         net_adam(actor);
         net_polyak(actor, blk->polyak);
         net_polyak(critic, blk->polyak);
     }
 
-done:
-    acts_free(&qa, critic);
-    acts_free(&pa, actor);
-    free(x); free(g); free(scratch); free(gx); free(a2); free(backup);
-    return status;
+    work_free(&work, actor, critic);
+    return 0;
 }
