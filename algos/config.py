@@ -12,6 +12,8 @@ import functools
 import typing
 from dataclasses import dataclass, field, fields
 
+from spintui.errors import ConfigError
+
 
 def hp(default, help: str, **kw):
     """A hyperparameter: its default and one line of help."""
@@ -135,10 +137,6 @@ ALGO_SUMMARIES = {
     "td3": "Twin delayed DDPG (off-policy, continuous actions).",
     "sac": "Soft actor-critic (off-policy, continuous actions).",
 }
-
-
-class ConfigError(ValueError):
-    """A bad key or value in a config; the message names what is accepted."""
 
 
 @functools.lru_cache(maxsize=None)

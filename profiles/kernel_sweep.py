@@ -64,7 +64,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from spintui.algos.config import ConfigError
+from spintui.errors import ConfigError
 from spintui.profiles.store import RunReader, RunWriter, read_manifest, write_json_atomic
 
 SCHEMA_VERSION = 1

@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from spintui.errors import RunError
+
 MANIFEST = "run.json"
 METRICS = "metrics.jsonl"
 SCALARS = "scalars.bin"
@@ -71,10 +73,6 @@ SCALAR_FORMAT = "<IIdqd"
 SCALAR_SIZE = struct.calcsize(SCALAR_FORMAT)
 SCALAR_MAGIC = 0x5350494E  # "SPIN": a zero-filled or misaligned record fails the check
 _pack_scalar = struct.Struct(SCALAR_FORMAT).pack
-
-
-class RunError(Exception):
-    """A run directory is missing, unreadable or not a spintui run."""
 
 
 def _json_default(obj: Any) -> Any:

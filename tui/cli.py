@@ -30,12 +30,7 @@ from spintui.profiles.runs import RUNS_DIR_ENV, default_runs_dir
 from spintui.profiles.store import RunError
 
 
-class CLIError(Exception):
-    """A runtime error for the user: printed as one line, exit 1."""
-
-
-class UsageProblem(Exception):
-    """A usage error found after parsing (bad value, bad combination): one line, exit 2."""
+from spintui.errors import CommandFailed as CLIError, SpintuiError, UsageError as UsageProblem  # noqa: E402
 
 
 app = typer.Typer(
@@ -508,16 +503,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(_usage_message(exc), file=sys.stderr)
         sys.exit(2)
-    except (UsageProblem, ConfigError) as exc:
+    except SpintuiError as exc:
         if debug:
             raise
         print(f"spintui: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except (CLIError, RunError) as exc:
-        if debug:
-            raise
-        print(f"spintui: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("spintui: interrupted", file=sys.stderr)
         sys.exit(130)
