@@ -1,40 +1,41 @@
-"""Hyperparameters of the six algorithms: one typed config each, with Spinning Up's defaults.
+"""Hyperparameters of the six algorithms: one typed options class each, with Spinning Up's defaults.
 
-Pure dataclasses (no torch import), so the CLI can build `spintui train ALGO --help` from them
-quickly. Every field's `help` becomes its option's help line; `--config FILE.toml` supplies the
-same keys (with dashes or underscores).
+Pure dataclasses (no torch import), so `spintui train ALGO --help` builds quickly from them. Each
+field's help, range and choices (spintui.options) make its command-line option, its `--config`
+TOML key (dashes or underscores) and its check; `run.json` stores the resolved values.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
+from typing import Literal
 
 from spintui.errors import ConfigError
+from spintui.options import (AT_LEAST_1, LEARNING_RATE, NON_NEGATIVE, POSITIVE, SEED, UNIT, Range, build,
+                             option, to_dict)
 
-
-def hp(default, help: str, **kw):
-    """A hyperparameter: its default and one line of help."""
-    if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+Device = Literal["auto", "cpu", "cuda"]
+UpdatePath = Literal["auto", "native", "torch"]
 
 
 @dataclass
 class RunConfig:
     """What every algorithm shares: the environment, seeding and hardware."""
 
-    env: str = hp("", "Gymnasium environment id, e.g. Pendulum-v1 or CartPole-v1.")
-    seed: int = hp(0, "Random seed for torch, numpy, the environment and its action space.")
-    steps: int | None = hp(None, "Total environment steps; overrides epochs x steps_per_epoch.")
-    device: str = hp("auto", "Where networks run: auto (cuda if available), cpu or cuda.",
-                     choices=("auto", "cpu", "cuda"))
-    threads: int | None = hp(None, "torch CPU threads (default: 1 for ddpg/td3/sac, torch's choice otherwise).")
+    env: str = option("", "Gymnasium environment id, e.g. Pendulum-v1 or CartPole-v1.")
+    seed: int = option(0, "Random seed for torch, numpy, the environment and its action space.", range=SEED)
+    steps: int | None = option(None, "Total environment steps; overrides epochs x steps_per_epoch.",
+                               range=AT_LEAST_1, default_text="epochs x steps_per_epoch")
+    device: Device = option("auto", "Where networks run: auto (cuda if available), cpu or cuda.")
+    threads: int | None = option(None, "torch CPU threads.", range=Range(1, 1024),
+                                 default_text="1 for ddpg/td3/sac, torch's choice otherwise")
 
     def total_steps(self) -> int:
         return int(self.steps) if self.steps is not None else self.epochs * self.steps_per_epoch  # type: ignore[attr-defined]
+
+    def check(self) -> None:
+        if not self.env:
+            raise ConfigError("--env is required (a Gymnasium environment id, e.g. Pendulum-v1)")
 
 
 # --- off-policy ------------------------------------------------------------------------------------
@@ -42,41 +43,49 @@ class RunConfig:
 
 @dataclass
 class OffPolicyConfig(RunConfig):
-    hidden_sizes: tuple[int, ...] = hp((256, 256), "Hidden layer sizes of actor and critics (ReLU).")
-    gamma: float = hp(0.99, "Discount factor.")
-    polyak: float = hp(0.995, "Target networks: targ <- polyak * targ + (1 - polyak) * online.")
-    batch_size: int = hp(100, "Minibatch size for each gradient step.")
-    replay_size: int = hp(1_000_000, "Replay buffer capacity in transitions.")
-    start_steps: int = hp(10_000, "Steps of uniform random actions before the policy acts.")
-    update_after: int = hp(1000, "Env steps collected before the first update.")
-    update_every: int = hp(50, "Update every N env steps, with N gradient steps (one per env step).")
-    steps_per_epoch: int = hp(4000, "Env steps per epoch (one test, log line and checkpoint each).")
-    epochs: int = hp(100, "Number of epochs.")
-    max_ep_len: int = hp(1000, "Cut episodes at this length (treated as truncation, not termination).")
-    num_test_episodes: int = hp(10, "Deterministic test episodes after each epoch.")
-    save_freq: int = hp(1, "Checkpoint every N epochs (and always at the end).")
-    update: str = hp("auto", "Gradient steps: native (compiled C on the CPU), torch (eager PyTorch), "
-                     "or auto (native where it can run, else torch).", choices=("auto", "native", "torch"))
+    hidden_sizes: tuple[int, ...] = option((256, 256), "Hidden layer sizes of actor and critics (ReLU).",
+                                           range=Range(1, 65536))
+    gamma: float = option(0.99, "Discount factor.", range=UNIT)
+    polyak: float = option(0.995, "Target networks: targ <- polyak * targ + (1 - polyak) * online.", range=UNIT)
+    batch_size: int = option(100, "Minibatch size for each gradient step.", range=AT_LEAST_1)
+    replay_size: int = option(1_000_000, "Replay buffer capacity in transitions.", range=AT_LEAST_1)
+    start_steps: int = option(10_000, "Steps of uniform random actions before the policy acts.",
+                              range=NON_NEGATIVE)
+    update_after: int = option(1000, "Env steps collected before the first update.", range=NON_NEGATIVE)
+    update_every: int = option(50, "Update every N env steps, with N gradient steps (one per env step).",
+                               range=AT_LEAST_1)
+    steps_per_epoch: int = option(4000, "Env steps per epoch (one test, log line and checkpoint each).",
+                                  range=AT_LEAST_1)
+    epochs: int = option(100, "Number of epochs.", range=AT_LEAST_1)
+    max_ep_len: int = option(1000, "Cut episodes at this length (treated as truncation, not termination).",
+                             range=AT_LEAST_1)
+    num_test_episodes: int = option(10, "Deterministic test episodes after each epoch.", range=NON_NEGATIVE)
+    save_freq: int = option(1, "Checkpoint every N epochs (and always at the end).", range=AT_LEAST_1)
+    update: UpdatePath = option("auto", "Gradient steps: native (compiled C on the CPU), torch (eager "
+                                "PyTorch), or auto (native where it can run, else torch).")
 
 
 @dataclass
 class DDPGConfig(OffPolicyConfig):
-    pi_lr: float = hp(1e-3, "Actor learning rate (Adam).")
-    q_lr: float = hp(1e-3, "Critic learning rate (Adam).")
-    act_noise: float = hp(0.1, "Std of Gaussian exploration noise added to actions (action units, as Spinning Up).")
+    pi_lr: float = option(1e-3, "Actor learning rate (Adam).", range=LEARNING_RATE)
+    q_lr: float = option(1e-3, "Critic learning rate (Adam).", range=LEARNING_RATE)
+    act_noise: float = option(0.1, "Std of Gaussian exploration noise added to actions (action units).",
+                              range=NON_NEGATIVE)
 
 
 @dataclass
 class TD3Config(DDPGConfig):
-    target_noise: float = hp(0.2, "Std of target policy smoothing noise (action units).")
-    noise_clip: float = hp(0.5, "Clip target policy smoothing noise to +-noise_clip.")
-    policy_delay: int = hp(2, "Update actor and targets once per this many critic updates.")
+    target_noise: float = option(0.2, "Std of target policy smoothing noise (action units).", range=NON_NEGATIVE)
+    noise_clip: float = option(0.5, "Clip target policy smoothing noise to +-noise_clip.", range=NON_NEGATIVE)
+    policy_delay: int = option(2, "Update actor and targets once per this many critic updates.",
+                               range=AT_LEAST_1)
 
 
 @dataclass
 class SACConfig(OffPolicyConfig):
-    lr: float = hp(1e-3, "Learning rate of actor and critics (Adam).")
-    alpha: str = hp("0.2", "Entropy coefficient: a number, or 'auto' to learn it toward -dim(A) entropy.")
+    lr: float = option(1e-3, "Learning rate of actor and critics (Adam).", range=LEARNING_RATE)
+    alpha: float | Literal["auto"] = option(0.2, "Entropy coefficient, or auto to learn it toward "
+                                            "-dim(A) entropy.", range=NON_NEGATIVE)
 
 
 # --- on-policy -------------------------------------------------------------------------------------
@@ -84,161 +93,62 @@ class SACConfig(OffPolicyConfig):
 
 @dataclass
 class OnPolicyConfig(RunConfig):
-    hidden_sizes: tuple[int, ...] = hp((64, 64), "Hidden layer sizes of policy and value nets (tanh).")
-    steps_per_epoch: int = hp(4000, "Env steps per epoch (one rollout and one update), over all processes.")
-    epochs: int = hp(50, "Number of epochs.")
-    gamma: float = hp(0.99, "Discount factor.")
-    lam: float = hp(0.97, "GAE lambda.")
-    vf_lr: float = hp(1e-3, "Value function learning rate (Adam).")
-    train_v_iters: int = hp(80, "Value function gradient steps per epoch.")
-    max_ep_len: int = hp(1000, "Cut episodes at this length (treated as truncation, not termination).")
-    save_freq: int = hp(1, "Checkpoint every N epochs (and always at the end).")
-    nproc: int = hp(1, "Data-parallel processes (torch.distributed: gloo on CPU, NCCL on CUDA).")
-    num_envs: int = hp(1, "Environments stepped together per process (gymnasium.vector); each collects "
-                          "steps_per_epoch / (nproc x num_envs) steps per epoch.")
+    hidden_sizes: tuple[int, ...] = option((64, 64), "Hidden layer sizes of policy and value nets (tanh).",
+                                           range=Range(1, 65536))
+    steps_per_epoch: int = option(4000, "Env steps per epoch (one rollout and one update), over all "
+                                  "processes.", range=AT_LEAST_1)
+    epochs: int = option(50, "Number of epochs.", range=AT_LEAST_1)
+    gamma: float = option(0.99, "Discount factor.", range=UNIT)
+    lam: float = option(0.97, "GAE lambda.", range=UNIT)
+    vf_lr: float = option(1e-3, "Value function learning rate (Adam).", range=LEARNING_RATE)
+    train_v_iters: int = option(80, "Value function gradient steps per epoch.", range=AT_LEAST_1)
+    max_ep_len: int = option(1000, "Cut episodes at this length (treated as truncation, not termination).",
+                             range=AT_LEAST_1)
+    save_freq: int = option(1, "Checkpoint every N epochs (and always at the end).", range=AT_LEAST_1)
+    nproc: int = option(1, "Data-parallel processes (torch.distributed: gloo on CPU, NCCL on CUDA).",
+                        range=Range(1, 1024))
+    num_envs: int = option(1, "Environments stepped together per process (gymnasium.vector); each collects "
+                           "steps_per_epoch / (nproc x num_envs) steps per epoch.", range=Range(1, 4096))
+
+    def check(self) -> None:
+        super().check()
+        if self.steps_per_epoch < self.nproc * self.num_envs:
+            raise ConfigError(f"--steps-per-epoch must be at least nproc x num-envs = "
+                              f"{self.nproc * self.num_envs}, got {self.steps_per_epoch}")
 
 
 @dataclass
 class VPGConfig(OnPolicyConfig):
-    pi_lr: float = hp(3e-4, "Policy learning rate (Adam); one policy step per epoch.")
+    pi_lr: float = option(3e-4, "Policy learning rate (Adam); one policy step per epoch.", range=LEARNING_RATE)
 
 
 @dataclass
 class PPOConfig(OnPolicyConfig):
-    clip_ratio: float = hp(0.2, "PPO clip epsilon.")
-    pi_lr: float = hp(3e-4, "Policy learning rate (Adam).")
-    train_pi_iters: int = hp(80, "Max policy gradient steps per epoch.")
-    target_kl: float = hp(0.01, "Stop policy updates early once approx KL > 1.5 x target_kl.")
+    clip_ratio: float = option(0.2, "PPO clip epsilon.", range=Range(0, 1, lo_open=True, hi_open=True))
+    pi_lr: float = option(3e-4, "Policy learning rate (Adam).", range=LEARNING_RATE)
+    train_pi_iters: int = option(80, "Max policy gradient steps per epoch.", range=AT_LEAST_1)
+    target_kl: float = option(0.01, "Stop policy updates early once approx KL > 1.5 x target_kl.", range=POSITIVE)
 
 
 @dataclass
 class TRPOConfig(OnPolicyConfig):
-    delta: float = hp(0.01, "KL-divergence limit of each policy step.")
-    damping_coeff: float = hp(0.1, "Damping added to Hessian-vector products.")
-    cg_iters: int = hp(10, "Conjugate gradient iterations for the natural gradient.")
-    backtrack_iters: int = hp(10, "Max backtracking line search steps.")
-    backtrack_coeff: float = hp(0.8, "Step shrink factor of the line search.")
-
-
-ALGO_CONFIGS: dict[str, type[RunConfig]] = {
-    "vpg": VPGConfig,
-    "trpo": TRPOConfig,
-    "ppo": PPOConfig,
-    "ddpg": DDPGConfig,
-    "td3": TD3Config,
-    "sac": SACConfig,
-}
-
-ALGO_SUMMARIES = {
-    "vpg": "Vanilla policy gradient with GAE (on-policy).",
-    "trpo": "Trust region policy optimization (on-policy).",
-    "ppo": "Proximal policy optimization, clipped objective (on-policy).",
-    "ddpg": "Deep deterministic policy gradient (off-policy, continuous actions).",
-    "td3": "Twin delayed DDPG (off-policy, continuous actions).",
-    "sac": "Soft actor-critic (off-policy, continuous actions).",
-}
-
-
-@functools.lru_cache(maxsize=None)
-def _type_hints(cls: type) -> dict:
-    return typing.get_type_hints(cls)
-
-
-def field_type(cls: type, f: dataclasses.Field) -> typing.Any:
-    return _type_hints(cls)[f.name]
-
-
-def coerce(cls: type, name: str, value: typing.Any) -> typing.Any:
-    """Convert `value` (from TOML or the command line) to the field's type, or raise ConfigError."""
-    f = {f.name: f for f in fields(cls)}[name]
-    tp = field_type(cls, f)
-    args = typing.get_args(tp)
-    optional = type(None) in args
-    if optional:
-        if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
-            return None
-        tp = next(a for a in args if a is not type(None))
-    try:
-        if typing.get_origin(tp) is tuple:
-            if isinstance(value, str):
-                items = [v for v in value.replace(" ", "").split(",") if v]
-            else:
-                items = list(value)
-            out = tuple(int(v) for v in items)
-            if not out or any(v <= 0 for v in out):
-                raise ValueError
-            value = out
-        elif tp is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                value = value.lower() in ("true", "1", "yes")
-            value = bool(value)
-        elif tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            value = int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        elif tp is float:
-            value = float(value)
-        elif tp is str:
-            value = str(value)
-    except (TypeError, ValueError):
-        kind = {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(
-            tp, "comma-separated positive integers, e.g. 256,256"
-        )
-        raise ConfigError(f"{name.replace('_', '-')} must be {kind}, got {value!r}") from None
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+    delta: float = option(0.01, "KL-divergence limit of each policy step.", range=POSITIVE)
+    damping_coeff: float = option(0.1, "Damping added to Hessian-vector products.", range=NON_NEGATIVE)
+    cg_iters: int = option(10, "Conjugate gradient iterations for the natural gradient.", range=AT_LEAST_1)
+    backtrack_iters: int = option(10, "Max backtracking line search steps.", range=AT_LEAST_1)
+    backtrack_coeff: float = option(0.8, "Step shrink factor of the line search.",
+                                    range=Range(0, 1, lo_open=True, hi_open=True))
 
 
 def make_config(algo: str, values: dict) -> RunConfig:
-    """Build and validate a config from keys (dashes or underscores) and raw values."""
-    cls = ALGO_CONFIGS[algo]
-    names = [f.name for f in fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        name = key.replace("-", "_")
-        if name not in names:
-            import difflib
+    """A checked config of `algo` from keys (dashes or underscores) and raw values."""
+    from spintui.algos.registry import algorithm
 
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f" (did you mean {close[0].replace('_', '-')}?)" if close else ""
-            raise ConfigError(
-                f"{algo} has no setting {key!r}{hint}; accepted: {', '.join(n.replace('_', '-') for n in names)}"
-            )
-        kwargs[name] = coerce(cls, name, value)
-    cfg = cls(**kwargs)
-    validate(algo, cfg)
-    return cfg
-
-
-def validate(algo: str, cfg: RunConfig) -> None:
-    positive = ["steps_per_epoch", "epochs", "max_ep_len"]
-    positive += [n for n in ("batch_size", "replay_size", "update_every", "train_v_iters", "policy_delay",
-                             "cg_iters", "nproc", "num_envs") if hasattr(cfg, n)]
-    for name in positive:
-        if getattr(cfg, name) <= 0:
-            raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    if cfg.steps is not None and cfg.steps <= 0:
-        raise ConfigError(f"steps must be positive, got {cfg.steps}")
-    if cfg.threads is not None and cfg.threads <= 0:
-        raise ConfigError(f"threads must be positive, got {cfg.threads}")
-    for name in ("gamma", "polyak", "lam"):
-        if hasattr(cfg, name) and not 0.0 <= getattr(cfg, name) <= 1.0:
-            raise ConfigError(f"{name} must be between 0 and 1, got {getattr(cfg, name)}")
-    if isinstance(cfg, SACConfig) and cfg.alpha != "auto":
-        try:
-            if float(cfg.alpha) < 0:
-                raise ValueError
-        except ValueError:
-            raise ConfigError(f"alpha must be a non-negative number or 'auto', got {cfg.alpha!r}") from None
+    return build(algorithm(algo).config, values, what=algo)
 
 
 def config_to_dict(cfg: RunConfig) -> dict:
-    out = dataclasses.asdict(cfg)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    return to_dict(cfg)
 
 
 def config_from_manifest(manifest: dict) -> RunConfig:

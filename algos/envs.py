@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import difflib
 
-from spintui.algos.config import ConfigError
-
-CONTINUOUS_ONLY = {"ddpg", "td3", "sac"}
+from spintui.errors import ConfigError
 
 
 def registered_env_ids() -> list[str]:
@@ -44,20 +42,21 @@ def make_env(env_id: str, **kwargs):
 
 
 def check_action_space(algo: str, env_id: str) -> None:
-    """Off-policy algorithms here need Box actions; say which algorithms fit otherwise."""
-    import gymnasium as gym
+    """Refuse an action space the algorithm does not take, naming the algorithms that do."""
+    from spintui.algos.registry import ALGORITHMS, BOX
 
     env = make_env(env_id)
     try:
         space = env.action_space
-        if algo in CONTINUOUS_ONLY and not isinstance(space, gym.spaces.Box):
-            raise ConfigError(
-                f"{algo} needs a continuous (Box) action space; {env_id} has {space}; try ppo"
-            )
-        if not isinstance(space, (gym.spaces.Box, gym.spaces.Discrete)):
-            raise ConfigError(f"{algo} supports Box or Discrete action spaces; {env_id} has {space}")
     finally:
         env.close()
+    kind = type(space).__name__
+    accepted = ALGORITHMS[algo].action_spaces
+    if kind not in accepted:
+        fits = [a.name for a in ALGORITHMS.values() if kind in a.action_spaces]
+        need = "a continuous (Box)" if accepted == (BOX,) else " or ".join(accepted)
+        hint = f"; try {fits[-1] if len(fits) == 1 else 'ppo'}" if fits else ""
+        raise ConfigError(f"{algo} needs {need} action space; {env_id} has {space}{hint}")
 
 
 def check_env(algo: str, env_id: str) -> None:

@@ -1,20 +1,20 @@
 """Run a trained run's saved deterministic policy: `spintui eval RUN`.
 
-Generic over algorithms: each `spintui.algos.<algo>` module exposes
+Generic over algorithms: each algorithm's module (algos/registry.py) exposes
 ``load_policy(checkpoint, env, device) -> (obs -> action)``; this module loads the run's latest
 checkpoint (weights only), builds its environment and plays whole episodes with that policy.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 
+from spintui.errors import CommandFailed
 from spintui.profiles.store import CHECKPOINTS, read_manifest
 
 
-class EvalError(Exception):
+class EvalError(CommandFailed):
     """A run that cannot be evaluated (no checkpoint, unknown algorithm): one line for the user."""
 
 
@@ -32,12 +32,11 @@ def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed
                         "checkpoints are written at the end of each epoch")
     if episodes < 1:
         raise EvalError(f"episodes must be at least 1, got {episodes}")
-    try:
-        module = importlib.import_module(f"spintui.algos.{algo}")
-    except ImportError:
-        raise EvalError(f"algorithm {algo!r} of {run_dir.name} is not available in this spintui") from None
-    if not hasattr(module, "load_policy"):
-        raise EvalError(f"{algo} runs cannot be evaluated yet (spintui.algos.{algo} has no load_policy)")
+    from spintui.algos.registry import ALGORITHMS
+
+    if algo not in ALGORITHMS:
+        raise EvalError(f"algorithm {algo!r} of {run_dir.name} is not available in this spintui")
+    module = ALGORITHMS[algo].load()
 
     from spintui.algos.core import load_checkpoint, resolve_device
     from spintui.algos.envs import make_env

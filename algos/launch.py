@@ -17,7 +17,6 @@ SPINTUI_TORCHRUN_ARGS to the flags that replace ``--standalone`` here.
 
 from __future__ import annotations
 
-import importlib
 import os
 import shlex
 import signal
@@ -28,6 +27,7 @@ import traceback
 from pathlib import Path
 
 from spintui.algos.config import config_from_manifest
+from spintui.algos.registry import algorithm
 from spintui.profiles.store import RunWriter, read_manifest, request_stop
 
 
@@ -85,7 +85,7 @@ def train_run(run_dir: Path | str) -> str:
     try:
         manifest = _shared_manifest(run_dir, rank, world)
         cfg = config_from_manifest(manifest)
-        module = importlib.import_module(f"spintui.algos.{manifest['algo']}")
+        module = algorithm(manifest["algo"]).load()
         writer = RunWriter(run_dir) if rank == 0 else RankWriter()
         return _train(module, cfg, writer)
     finally:

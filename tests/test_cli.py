@@ -49,8 +49,8 @@ def test_version():
         (["train", "nope"], 2, ["sac", "ppo"]),
         (["runs", "--jsn"], 2, ["--jsn"]),
         (["train", "sac", "--env", "Pendulum-v1", "--gamma", "abc"], 2, ["--gamma", "abc"]),
-        (["train", "sac", "--env", "Pendulum-v1", "--gamma", "3"], 2, ["gamma", "between 0 and 1"]),
-        (["train", "sac", "--env", "Pendulum-v1", "--device", "tpu"], 2, ["auto, cpu, cuda"]),
+        (["train", "sac", "--env", "Pendulum-v1", "--gamma", "3"], 2, ["--gamma", "in [0, 1]", "3"]),
+        (["train", "sac", "--env", "Pendulum-v1", "--device", "tpu"], 2, ["--device must be one of auto, cpu, cuda, got 'tpu'"]),
         (["train", "sac", "--env", "Pendulum-v1", "--hidden-sizes", "a,b"], 2, ["hidden-sizes"]),
         (["train", "sac", "--env", "Pendulm-v1"], 2, ["unknown environment", "Pendulum-v1"]),
         (["train", "sac", "--env", "CartPole-v1"], 2,
@@ -75,7 +75,7 @@ def test_bad_config_key_names_accepted_keys(tmp_path):
 
 
 def test_config_file_and_cli_precedence():
-    from spintui.tui.cli import resolve_train_config
+    from spintui.tui.train_command import resolve_train_config
 
     import tempfile
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:

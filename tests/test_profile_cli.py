@@ -60,12 +60,14 @@ def recorded_profile(runs_dir: Path, name: str, scale: float) -> Path:
     (["--densities", "150%"], ["--densities", "(0, 1]"]),
     (["--dtypes", "int8"], ["--dtypes", "accepted: fp32, fp16, bf16, fp64"]),
     (["--modes", "dense"], ["--modes", "accepted: sdd, dsd, dds"]),
-    (["--layout", "diagonal"], ["--layout must be one of random, banded, strided"]),
-    (["--device", "tpu"], ["--device must be auto, cpu or cuda"]),
-    (["--threads", "0"], ["--threads must be a positive integer"]),
+    (["--layout", "diagonal"], ["--layout must be one of random, banded, strided, got 'diagonal'"]),
+    (["--threshold", "0"], ["--threshold must be a number in (0, 10)", "'0'"]),
+    (["--seed", "-3"], ["--seed must be an integer in [0, 4294967295]", "'-3'"]),
+    (["--device", "tpu"], ["--device must be one of auto, cpu, cuda, got 'tpu'"]),
+    (["--threads", "0"], ["--threads must be an integer in [1, 1024]", "'0'"]),
     (["--compare", "nope"], ["--compare: no run 'nope'"]),
     (["--json", "/nonexistent/dir/p.json"], ["--json: cannot write"]),
-    (["--name", "latest"], ["run name 'latest' is taken or invalid"]),
+    (["--name", "latest"], ["--name 'latest' is not a valid run name"]),
 ])
 def test_bad_options_are_one_line_errors_exit_2(args, fragments, tmp_path, capsys):
     code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--headless", *args], capsys)

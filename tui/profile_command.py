@@ -1,0 +1,96 @@
+"""`spintui profile blocksparse`: time block-sparse kernels against dense, live or headless."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from spintui.errors import CommandFailed, RunError, UsageError
+from spintui.options import SEED, Range, build, option
+from spintui.tui.command_options import (check_new_run_name, headless_option, name_option, options_command,
+                                         runs_dir_option, runs_dir_or_default)
+
+
+@dataclass
+class BlocksparseOptions:
+    sizes: str | None = option(None, "M,N,K triples or N for square, separated by spaces or ';'.",
+                               metavar="SIZES", default_text="GPU 4096 8192; CPU 512 1024")
+    blocks: str | None = option(None, "Block sizes, from 16, 32, 64, 128.", metavar="B,...",
+                                default_text="GPU 32,64,128; CPU 32,64")
+    densities: str | None = option(None, "Fractions of blocks stored, in (0, 1], e.g. 0.5,0.1 or 50%,10%.",
+                                   metavar="D,...", default_text="50%,25%,10%,5%")
+    dtypes: str | None = option(None, "Data types, from fp32, fp16, bf16, fp64.", metavar="DTYPE,...",
+                                default_text="GPU bf16; CPU fp32")
+    modes: str | None = option(None, "Products, from sdd, dsd, dds.", metavar="MODE,...",
+                               default_text="sdd,dsd,dds")
+    layout: Literal["random", "banded", "strided"] = option("random", "Block pattern.")
+    backward: bool = option(False, "Time forward + backward (autograd) too.")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "Where the kernels run.")
+    threads: int | None = option(None, "CPU threads for every peer, timed by the thread's CPU time.",
+                                 range=Range(1, 1024), default_text="1")
+    seed: int = option(0, "Seed of layouts and operands.", range=SEED)
+    quick: bool = option(False, "A small grid (under a minute on a 2-core CPU).")
+    headless: bool = headless_option("No dashboard: a live table (or a line per case).")
+    json: Path | None = option(None, "Also write the profile as JSON (schema_version 1) to this file.",
+                               metavar="FILE")
+    compare: str | None = option(None, "Baseline profile run (path, name or 'latest'): mark cases faster or "
+                                 "slower; headless exits 1 on regressions.", metavar="RUN")
+    threshold: float | None = option(None, "Noise threshold of --compare as a fraction, 0.5 = 50%.",
+                                     range=Range(0, 10, lo_open=True, hi_open=True),
+                                     default_text="1.25, measured on a shared 2-core CPU")
+    name: str | None = name_option("date_time_blocksparse")
+    runs_dir: Path | None = runs_dir_option()
+
+
+def profile_blocksparse(given: dict) -> None:
+    """Time block-sparse matmul kernels against dense and torch's BSR (each case checked first)."""
+    from spintui.profiles import kernel_sweep
+    from spintui.profiles.runs import resolve_run
+    from spintui.profiles.store import create_run
+
+    opts = build(BlocksparseOptions, given)
+    directory = runs_dir_or_default(opts.runs_dir)
+    baseline = None
+    if opts.compare is not None:  # before this run exists, so that 'latest' means the previous profile
+        try:
+            baseline = resolve_run(opts.compare, directory, kind="profile")
+        except RunError as exc:
+            raise UsageError(f"--compare: {exc}") from None
+        kernel_sweep.check_profile_run(baseline)
+    check_new_run_name(opts.name, directory)
+    json_path = None
+    if opts.json is not None:
+        json_path = opts.json.resolve()
+        if json_path.is_dir() or not json_path.parent.is_dir():
+            raise UsageError(f"--json: cannot write {json_path} (not a file in an existing directory)")
+    cfg = kernel_sweep.resolve_config(
+        sizes=opts.sizes, blocks=opts.blocks, densities=opts.densities, dtypes=opts.dtypes, modes=opts.modes,
+        layout=opts.layout, backward=opts.backward, device=opts.device, threads=opts.threads, seed=opts.seed,
+        quick=opts.quick, json_path=None if json_path is None else str(json_path),
+        compare=None if baseline is None else str(baseline.resolve()), threshold=opts.threshold)
+    run_dir = create_run(directory, kind="profile", name=opts.name, benchmark=kernel_sweep.BENCHMARK,
+                         seed=opts.seed, config=cfg.to_dict(), argv=["spintui", *sys.argv[1:]])
+    if not opts.headless and sys.stdout.isatty() and sys.stdin.isatty():
+        from spintui.tui.app import run_dashboard
+        from spintui.tui.cli import start_sweep
+
+        run_dashboard([run_dir], owned=start_sweep(run_dir))
+        return
+    from spintui.tui.profile_report import report_sweep
+    from spintui.tui.train_command import failure_reason
+
+    result = report_sweep(run_dir)
+    if result.status == "failed":
+        raise CommandFailed(f"profile failed: {failure_reason(run_dir)}")
+    if result.wrong or result.errors or result.regressions:
+        problems = [f"{n} {what}" for n, what in ((result.wrong, "WRONG"), (result.errors, "failed"),
+                                                  (result.regressions, "regressions")) if n]
+        raise CommandFailed(f"profile {run_dir.name}: {', '.join(problems)}")
+
+
+COMMANDS = {
+    "blocksparse": options_command(profile_blocksparse, BlocksparseOptions, doc=profile_blocksparse.__doc__,
+                                   name="profile_blocksparse"),
+}

@@ -1,0 +1,167 @@
+"""`spintui runs`, `spintui watch` and `spintui eval`: the commands that read existing runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from spintui.errors import CommandFailed, RunError, UsageError
+from spintui.options import SEED, Range, build, option
+from spintui.tui.command_options import options_command, runs_dir_option, runs_dir_or_default
+
+
+@dataclass
+class RunsOptions:
+    runs_dir: Path | None = runs_dir_option()
+    json: bool = option(False, "Print JSON instead of a table.")
+
+
+@dataclass
+class WatchOptions:
+    runs: list[str] = option(["latest"], "Run paths, names, globs or 'latest'.", argument=True, metavar="RUN...")
+    runs_dir: Path | None = runs_dir_option()
+
+
+@dataclass
+class EvalOptions:
+    run: str = option("latest", "Run path, name or 'latest'.", argument=True, metavar="RUN")
+    episodes: int = option(10, "Episodes to run.", range=Range(1, 100_000))
+    render: bool = option(False, "Render to a window (human mode).")
+    seed: int = option(10_000, "Seed of the evaluation episodes.", range=SEED)
+    device: Literal["auto", "cpu", "cuda"] = option("cpu", "Where the policy runs.")
+    json: bool = option(False, "Print JSON.")
+    runs_dir: Path | None = runs_dir_option()
+
+
+def existing_runs_dir(runs_dir: Path | None) -> Path:
+    """The runs directory to read; an explicit one must exist and be a directory."""
+    directory = runs_dir_or_default(runs_dir)
+    if runs_dir is not None:
+        if not directory.exists():
+            raise RunError(f"runs directory {directory} does not exist")
+        if not directory.is_dir():
+            raise UsageError(f"--runs-dir {directory} is not a directory")
+    return directory
+
+
+def runs(given: dict) -> None:
+    """List runs with their status (a running run whose trainer is gone shows as crashed)."""
+    from spintui.profiles.runs import format_age, list_runs
+
+    opts = build(RunsOptions, given)
+    directory = existing_runs_dir(opts.runs_dir)
+    now = time.time()
+    rows = []
+    for r in list_runs(directory):
+        m = r.manifest
+        progress = m.get("progress") or {}
+        rows.append({
+            "name": r.name, "path": str(r.path), "kind": m.get("kind"),
+            "algo": m.get("algo") or m.get("benchmark"), "env": m.get("env"), "status": r.status,
+            "steps": progress.get("step"), "total_steps": progress.get("total_steps"),
+            "last_return": progress.get("last_return"), "start_time": m.get("start_time"),
+            "age_s": round(now - r.start_time, 1),
+        })
+    if opts.json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print(f"No runs in {directory}. Start one: spintui train sac --env Pendulum-v1", markup=False)
+        return
+    colours = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red bold", "stopped": "yellow"}
+    table = Table(title=f"runs in {directory}", title_justify="left")
+    for col in ("name", "kind", "algo", "env", "status", "steps", "last return", "age"):
+        table.add_column(col, justify="right" if col in ("steps", "last return", "age") else "left")
+    for row in rows:
+        steps = "" if row["steps"] is None else f"{row['steps']:,}"
+        if row["steps"] is not None and row["total_steps"]:
+            steps += f"/{row['total_steps']:,}"
+        ret = "" if row["last_return"] is None else f"{row['last_return']:.1f}"
+        status = row["status"]
+        table.add_row(row["name"], row["kind"] or "", row["algo"] or "", row["env"] or "",
+                      f"[{colours.get(status, 'white')}]{status}[/]", steps, ret, format_age(row["age_s"]))
+    console.print(table)
+
+
+def watch(given: dict) -> None:
+    """Open the live dashboard on one or more runs, live or finished."""
+    opts = build(WatchOptions, given)
+    directory = runs_dir_or_default(opts.runs_dir)
+    run_dirs = resolve_watch_runs(opts.runs, directory)
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        if len(run_dirs) > 1:
+            raise UsageError("watching several runs needs a terminal; give one run to follow it headless")
+        from spintui.tui.follow import follow_run
+
+        follow_run(run_dirs[0], stop_on_interrupt=False)  # a viewer never stops someone's training
+        return
+    from spintui.tui.data import Preload
+
+    preload = Preload(run_dirs)  # reads the runs while Textual is imported
+    from spintui.tui.app import run_dashboard
+
+    run_dashboard(run_dirs, preload=preload)
+
+
+def resolve_watch_runs(specs: list[str], runs_dir: Path) -> list[Path]:
+    """Run directories from paths, names, `latest` or globs (of paths or of names under runs_dir)."""
+    import glob
+
+    from spintui.profiles.runs import resolve_run
+    from spintui.profiles.store import MANIFEST
+
+    out: list[Path] = []
+    for spec in specs:
+        if any(ch in spec for ch in "*?["):
+            hits = sorted({*glob.glob(os.path.expanduser(spec)), *glob.glob(str(runs_dir / spec))})
+            found = [Path(h) for h in hits if (Path(h) / MANIFEST).is_file()]
+            if not found:
+                raise RunError(f"no runs match {spec!r} (as a path or a name in {runs_dir})")
+        else:
+            found = [resolve_run(spec, runs_dir)]
+        for path in found:
+            if all(path.resolve() != p.resolve() for p in out):
+                out.append(path)
+    return out
+
+
+def evaluate(given: dict) -> None:
+    """Run a trained run's deterministic policy and print mean +- std return."""
+    from spintui.profiles.runs import resolve_run
+
+    opts = build(EvalOptions, given)
+    if opts.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    run_dir = resolve_run(opts.run, runs_dir_or_default(opts.runs_dir), kind="train")
+    from spintui.algos.evaluate import evaluate as play
+
+    try:
+        result = play(run_dir, episodes=opts.episodes, render=opts.render, seed=opts.seed, device=opts.device)
+    except CommandFailed:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    if opts.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['run']}: {result['algo']} on {result['env']} (checkpoint at step {result['checkpoint_step']:,}): "
+          f"return {result['mean_return']:.1f} \u00b1 {result['std_return']:.1f} over {opts.episodes} episodes")
+
+
+COMMANDS = {
+    "runs": options_command(runs, RunsOptions, doc=runs.__doc__, name="runs"),
+    "watch": options_command(watch, WatchOptions, doc=watch.__doc__, name="watch"),
+    "eval": options_command(evaluate, EvalOptions, doc=evaluate.__doc__, name="eval"),
+}
