@@ -163,3 +163,10 @@ def test_help_lists_choices_ranges_and_defaults_one_way(capsys, monkeypatch):
     assert "Range: [0, 1]." in out and "Range: (0, 1]." in out  # brackets survive the help renderer
     assert "[default: 0.99]" in out and "[default: 256,256]" in out
     assert "(default:" not in out
+
+
+def test_the_options_reference_is_current():
+    from spintui.tui.options_doc import options_markdown
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "options.md").read_text()
+    assert committed == options_markdown(), "run: python -m spintui.tui.options_doc > docs/options.md"
