@@ -13,19 +13,26 @@ from pathlib import Path
 
 from spintui.algos.registry import ALGORITHMS, Algorithm
 from spintui.errors import CommandFailed, RunError, UsageError
-from spintui.options import build, option
+from spintui.options import AT_LEAST_1, Range, build, option
 from spintui.tui.command_options import (check_new_run_name, headless_option, name_option, options_command,
                                          runs_dir_option, runs_dir_or_default)
 
 
 @dataclass
 class TrainOptions:
-    """What `train` takes besides the algorithm's hyperparameters."""
+    """What `train` takes besides the algorithm's hyperparameters; none of these can vary in a grid."""
 
     config: Path | None = option(None, "TOML file with the same keys (the command line wins).", metavar="FILE")
+    grid: Path | None = option(None, "TOML file of lists of values (gamma = [0.98, 0.99]): every combination "
+                               "is a run of one experiment.", metavar="FILE")
     name: str | None = name_option("date_time_algo_env_seed")
     runs_dir: Path | None = runs_dir_option()
     headless: bool = headless_option("No dashboard: a progress bar and a line per epoch.")
+    parallel: int | None = option(None, "Runs of an experiment at a time on this machine.", range=Range(1, 1024),
+                                  default_text="CPU cores / threads per run")
+    ray: str | None = option(None, "Run an experiment's runs on a Ray cluster: auto or its ADDRESS (host:port).",
+                             metavar="auto|ADDRESS")
+    max_runs: int = option(1000, "Refuse a grid of more runs than this.", range=AT_LEAST_1)
 
 
 def read_toml(path: Path) -> dict:
@@ -42,34 +49,62 @@ def read_toml(path: Path) -> dict:
         raise UsageError(f"--config: cannot read {path}: {' '.join(str(exc).split())}") from None
 
 
-def resolve_train_config(algo: str, cli_values: dict, config_file: Path | None):
-    """Defaults < TOML file < options given on the command line; returns a checked config.
+def config_file_values(algo: str, config_file: Path | None) -> dict:
+    """A TOML file's keys, at its top level or in a table named after the algorithm."""
+    if config_file is None:
+        return {}
+    data = read_toml(config_file)
+    return dict(data[algo] if isinstance(data.get(algo), dict) else data)
 
-    A TOML file holds the keys at its top level, or in a table named after the algorithm."""
+
+def resolve_train_config(algo: str, cli_values: dict, config_file: Path | None):
+    """Defaults < TOML file < options given on the command line; returns a checked config."""
     from spintui.algos.config import make_config
 
-    values: dict = {}
-    if config_file is not None:
-        data = read_toml(config_file)
-        values.update(data[algo] if isinstance(data.get(algo), dict) else data)
+    values = config_file_values(algo, config_file)
     values.update({k: v for k, v in cli_values.items() if v is not None})
     return make_config(algo, values)
 
 
+FIXED = ("config", "grid", "name", "runs_dir", "ray")  # options that cannot take several values
+
+
 def train(algo: str, given: dict) -> None:
+    """Check everything, then start one run, or an experiment when an option has several values."""
+    from spintui.algos.config import make_config
+    from spintui.algos.grid import expand
+
     spec = ALGORITHMS[algo]
     own = {f.name for f in fields(TrainOptions)}
+    for key in FIXED:
+        if isinstance(given.get(key), str) and "," in given[key]:
+            raise UsageError(f"--{key.replace('_', '-')} takes one value, got {given[key]!r}; it cannot vary "
+                             f"in a grid")
     opts = build(TrainOptions, {k: v for k, v in given.items() if k in own})
-    cfg = resolve_train_config(algo, {k: v for k, v in given.items() if k not in own}, opts.config)
+    base = config_file_values(algo, opts.config)
+    grid = read_toml(opts.grid) if opts.grid is not None else None
+    varying, points = expand(spec.config, {k: v for k, v in given.items() if k not in own}, grid, opts.max_runs)
+    configs = [make_config(algo, {**base, **point.settings}) for point in points]
     runs_dir = runs_dir_or_default(opts.runs_dir)
     check_new_run_name(opts.name, runs_dir)
-    check_runtime(spec, cfg)
+    for cfg in {(c.env, c.device, getattr(c, "update", ""), c.hidden_sizes): c for c in configs}.values():
+        check_runtime(spec, cfg)
+    if varying or opts.ray is not None:
+        from spintui.tui.experiment_command import start_experiment
 
+        start_experiment(spec, opts, runs_dir, varying, grid or {}, points, configs)
+    elif opts.parallel is not None:
+        raise UsageError("--parallel applies to experiments: give an option several values, e.g. --seed 0,1,2")
+    else:
+        start_single_run(spec, opts, runs_dir, configs[0])
+
+
+def start_single_run(spec: Algorithm, opts: TrainOptions, runs_dir: Path, cfg) -> None:
     from spintui.algos.config import config_to_dict
-    from spintui.tui.cli import start_trainer
+    from spintui.profiles.processes import start_trainer
     from spintui.profiles.store import create_run
 
-    run_dir = create_run(runs_dir, kind="train", name=opts.name, algo=algo, env=cfg.env, seed=cfg.seed,
+    run_dir = create_run(runs_dir, kind="train", name=opts.name, algo=spec.name, env=cfg.env, seed=cfg.seed,
                          config=config_to_dict(cfg), argv=["spintui", *sys.argv[1:]])
     proc = start_trainer(run_dir)
     if not opts.headless and sys.stdout.isatty() and sys.stdin.isatty():

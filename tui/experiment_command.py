@@ -1,0 +1,107 @@
+"""Starting and following an experiment: `spintui train` with an option that has several values.
+
+The experiment and all its runs (queued) are created only after every point's config was checked;
+then the scheduler starts as its own process, so the experiment outlives this terminal. Headless,
+this prints a progress line per finished run and the experiment's progress; Ctrl-C stops every run
+cleanly (each saves a final checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from spintui.errors import CommandFailed
+
+SCHEDULER_MODULE = "spintui.algos.scheduler"
+POLL_S = 1.0
+
+
+def default_parallel(configs) -> int:
+    """As many runs as the cores allow at each run's threads (one when a run does not say)."""
+    per_run = max((int(c.threads or 1) * int(getattr(c, "nproc", 1) or 1)) for c in configs)
+    return max(1, (os.cpu_count() or 1) // per_run)
+
+
+def experiment_name(algo: str, configs) -> str:
+    envs = sorted({c.env for c in configs})
+    label = envs[0] if len(envs) == 1 else "grid"
+    stamp = time.strftime("%Y-%m-%d_%H%M%S")
+    return "".join(c if c.isalnum() or c in "-_.+" else "-" for c in f"{stamp}_{algo}_{label}")
+
+
+def start_experiment(spec, opts, runs_dir: Path, varying: list[str], grid: dict, points, configs) -> None:
+    from spintui.algos.config import config_to_dict
+    from spintui.profiles.experiments import create_experiment
+    from spintui.profiles.processes import start_producer
+
+    if opts.ray is not None:
+        from spintui.algos.ray_backend import probe_nodes
+
+        probe_nodes(opts.ray, runs_dir)
+    parallel = opts.parallel or default_parallel(configs)
+    name = opts.name or experiment_name(spec.name, configs)
+    exp_dir = create_experiment(
+        runs_dir, name, algo=spec.name, varying=varying,
+        grid={k: [list(v) if isinstance(v, tuple) else v for v in dict.fromkeys(p.values[k] for p in points)]
+              for k in varying},
+        points=[{"name": p.name, "env": c.env, "seed": c.seed, "config": config_to_dict(c),
+                 "values": {k: list(v) if isinstance(v, tuple) else v for k, v in p.values.items()}}
+                for p, c in zip(points, configs)],
+        argv=["spintui", *sys.argv[1:]], settings={"parallel": parallel, "ray": opts.ray})
+    proc = start_producer(exp_dir, SCHEDULER_MODULE)
+    where = f"on Ray ({opts.ray})" if opts.ray else f"{parallel} at a time"
+    print(f"experiment {exp_dir.name}: {len(points)} runs over {', '.join(varying) or 'one point'}, {where}",
+          file=sys.stderr)
+    if not opts.headless and sys.stdout.isatty() and sys.stdin.isatty():
+        from spintui.profiles.experiments import experiment_run_dirs
+        from spintui.tui.app import run_dashboard
+
+        run_dashboard(experiment_run_dirs(exp_dir))
+        print(f"the experiment goes on; watch again with: spintui watch {exp_dir.name}", file=sys.stderr)
+        return
+    status = follow_experiment(exp_dir, proc)
+    if status == "failed":
+        raise CommandFailed(f"experiment {exp_dir.name}: some runs failed (see spintui runs {exp_dir.name} --all)")
+
+
+def follow_experiment(exp_dir: Path, scheduler=None, out=sys.stdout) -> str:
+    """Print each run's end and the experiment's progress until the scheduler exits; Ctrl-C asks the
+    scheduler to stop every run cleanly and waits for it."""
+    from spintui.profiles.experiments import experiment_status, read_experiment, run_statuses
+
+    data = read_experiment(exp_dir)
+    total = len(data["runs"])
+    reported: dict[str, str] = {}
+    interrupted = False
+
+    def on_interrupt(signum, frame):
+        nonlocal interrupted
+        if scheduler is not None and scheduler.poll() is None:
+            scheduler.send_signal(signal.SIGTERM)
+        if not interrupted:
+            print("stopping every run cleanly (final checkpoints) ...", file=sys.stderr)
+        interrupted = True
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if scheduler is not None else None
+    try:
+        while True:
+            statuses = run_statuses(exp_dir, data)
+            for name, status in statuses.items():
+                if status != reported.get(name) and status not in ("queued",):
+                    reported[name] = status
+                    counts = {s: list(statuses.values()).count(s) for s in set(statuses.values())}
+                    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                    print(f"{name}: {status}  [{summary}; {total} runs]", file=out, flush=True)
+            live = scheduler.poll() is None if scheduler is not None else \
+                experiment_status(exp_dir, read_experiment(exp_dir)) == "running"
+            if not live:
+                break
+            time.sleep(POLL_S)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return experiment_status(exp_dir)
