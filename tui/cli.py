@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - older typer on real click
 
 from spintui import __version__
 from spintui.algos.config import ALGO_CONFIGS, ALGO_SUMMARIES, ConfigError, coerce, field_type
+from spintui.profiles.processes import start_sweep, start_trainer
 from spintui.profiles.runs import RUNS_DIR_ENV, default_runs_dir
 from spintui.profiles.store import RunError
 
@@ -266,29 +267,6 @@ def _train(algo: str, kwargs: dict) -> None:
         raise CLIError(f"training failed: {_failure_reason(run_dir)} (log: {run_dir / 'output.log'})")
 
 
-def start_producer(run_dir: Path, module: str):
-    """Start `python -m module RUN_DIR` as its own process in its own session, logging to output.log,
-    so the producer survives this terminal and never shares a process with a viewer."""
-    import subprocess
-
-    log = open(run_dir / "output.log", "ab")
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", module, str(run_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env,
-        )
-    finally:
-        log.close()
-
-
-def start_trainer(run_dir: Path):
-    """Start the trainer for a prepared run directory."""
-    return start_producer(run_dir, "spintui.algos.launch")
-
-
 def _failure_reason(run_dir: Path) -> str:
     from spintui.profiles.store import read_manifest
 
@@ -459,11 +437,6 @@ def profile_blocksparse_cmd(
                                                   (result.regressions, "regressions")) if n]
         print(f"spintui: profile {run_dir.name}: {', '.join(problems)}", file=sys.stderr)
         raise typer.Exit(1)
-
-
-def start_sweep(run_dir: Path):
-    """Start a profile sweep for a prepared run directory."""
-    return start_producer(run_dir, "spintui.profiles.kernel_sweep")
 
 
 # --------------------------------------------------------------------------------------------------
