@@ -34,11 +34,10 @@ from textual.widgets import Button, DataTable, Static
 
 from spintui.profiles import gpu as telemetry
 from spintui.profiles.store import RunError, read_manifest, request_stop
-from spintui.tui.data import (
+from spintui.tui.data import Preload, RunTail
+from spintui.tui.plot_data import (
     SMOOTHING_STEPS,
     PlotData,
-    Preload,
-    RunTail,
     ViewSettings,
     format_duration,
     format_number,

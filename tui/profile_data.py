@@ -11,7 +11,7 @@ from statistics import median
 
 import numpy as np
 
-from spintui.tui.data import PlotData, PlotLine, format_duration
+from spintui.tui.plot_data import PlotData, PlotLine, format_duration
 
 # (record key or derived name, header, right-justified)
 CASE_COLUMNS = (
