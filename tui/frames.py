@@ -101,6 +101,8 @@ def profile_frame(tails: list[RunTail], settings: ViewSettings, now: float, erro
 
 def _build(cls: type[Frame], plots: Callable[[], dict], details: Callable[[], dict], tails: list[RunTail],
            settings: ViewSettings, now: float, error: str, previous: Frame | None) -> Frame:
+    """`previous` when nothing it shows changed; else a new `cls` frame, with `plots()` called only
+    when the data or the settings changed, and a failing plot shown as the frame's error."""
     plots_from = (settings, tuple(t.data_version for t in tails))
     shows = (tuple(t.version for t in tails), tuple(t.status(now) for t in tails), settings, error)
     if previous is not None and previous.plots_from == plots_from:
