@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import threading
-import traceback
 from pathlib import Path
 
 from spintui.algos.config import config_from_manifest
 from spintui.algos.registry import algorithm
+from spintui.profiles.processes import (
+    TRAINER_MODULE,
+    install_signal_handlers,
+    install_stop_handlers,
+    producer_main,
+    restore_handlers,
+)
 from spintui.profiles.store import RunWriter, read_manifest, request_stop
 
 
@@ -97,23 +102,14 @@ def train_run(run_dir: Path | str) -> str:
 
 
 def _train(module, cfg, writer) -> str:
-    def _ask_stop(signum, frame):  # a clean stop: finish the step, checkpoint, status `stopped`
-        writer.request_stop()
-
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
-            previous[sig] = signal.signal(sig, _ask_stop)
-        except ValueError:  # not the main thread (tests calling train_run from a thread)
-            break
+    previous = install_stop_handlers(writer)  # a clean stop: finish the step, checkpoint, status `stopped`
     try:
         module.train(cfg, writer)
     except BaseException as exc:
         writer.close("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_handlers(previous)
     status = "stopped" if writer.stop_requested else "finished"
     writer.close(status)
     return status
@@ -142,17 +138,11 @@ def run_data_parallel(run_dir: Path | str, nproc: int) -> int:
         elif proc.poll() is None:
             proc.send_signal(signum)
 
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
-            previous[sig] = signal.signal(sig, _forward)
-        except ValueError:
-            break
+    previous = install_signal_handlers(_forward)
     try:
         code = proc.wait()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_handlers(previous)
     if code != 0 and read_manifest(run_dir).get("status") == "running":
         # The workers died before rank 0 could record why (rendezvous failure, a killed worker).
         RunWriter(run_dir, heartbeat=False, claim=False).close(
@@ -160,21 +150,17 @@ def run_data_parallel(run_dir: Path | str, nproc: int) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m spintui.algos.launch RUN_DIR", file=sys.stderr)
-        return 2
-    try:
-        if "RANK" not in os.environ:  # not started by torchrun: maybe start it
-            nproc = int(read_manifest(argv[0]).get("config", {}).get("nproc") or 1)
-            if nproc > 1:
-                return 0 if run_data_parallel(argv[0], nproc) == 0 else 1
-        train_run(argv[0])
-    except Exception:
-        traceback.print_exc()
-        return 1
+def _launch(run_dir: str) -> int:
+    if "RANK" not in os.environ:  # not started by torchrun: maybe start it
+        nproc = int(read_manifest(run_dir).get("config", {}).get("nproc") or 1)
+        if nproc > 1:
+            return 0 if run_data_parallel(run_dir, nproc) == 0 else 1
+    train_run(run_dir)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return producer_main(TRAINER_MODULE, _launch, argv)
 
 
 if __name__ == "__main__":

@@ -55,16 +55,15 @@ from __future__ import annotations
 import math
 import os
 import platform
-import signal
 import socket
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from spintui.errors import ConfigError
+from spintui.profiles.processes import SWEEP_MODULE, install_stop_handlers, producer_main, restore_handlers
 from spintui.profiles.store import RunReader, RunWriter, read_manifest, write_json_atomic
 
 SCHEMA_VERSION = 1
@@ -554,7 +553,7 @@ def run_sweep(run_dir: Path | str, on_case: Callable[[dict, int, int, float | No
     run_dir = Path(run_dir)
     cfg = SweepConfig.from_dict(read_manifest(run_dir)["config"])
     writer = RunWriter(run_dir)
-    previous = _install_stop_handlers(writer)
+    previous = install_stop_handlers(writer, interrupt_twice=True)  # a second Ctrl-C: stop mid-case
     result = SweepResult("running")
     try:
         import torch
@@ -608,9 +607,9 @@ def run_sweep(run_dir: Path | str, on_case: Callable[[dict, int, int, float | No
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
         writer.close(status, error=None if status == "stopped" else f"{type(exc).__name__}: {exc}")
-        _restore_handlers(previous)
+        restore_handlers(previous)
         raise
-    _restore_handlers(previous)
+    restore_handlers(previous)
     result.status = "stopped" if writer.stop_requested else "finished"
     writer.close(result.status)
     if cfg.json_path:
@@ -618,40 +617,13 @@ def run_sweep(run_dir: Path | str, on_case: Callable[[dict, int, int, float | No
     return result
 
 
-def _install_stop_handlers(writer: RunWriter) -> dict:
-    def ask_stop(signum, frame):
-        if signum == signal.SIGINT and writer.stop_requested:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, mid-case
-        writer.request_stop()
-
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
-            previous[sig] = signal.signal(sig, ask_stop)
-        except ValueError:  # not the main thread
-            break
-    return previous
-
-
-def _restore_handlers(previous: dict) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
+def _sweep(run_dir: str) -> None:
+    result = run_sweep(run_dir)
+    print(f"{result.status}: {len(result.cases)} cases, {result.wrong} WRONG, {result.errors} errors")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m spintui.profiles.kernel_sweep RUN_DIR", file=sys.stderr)
-        return 2
-    try:
-        result = run_sweep(argv[0])
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        traceback.print_exc()
-        return 1
-    print(f"{result.status}: {len(result.cases)} cases, {result.wrong} WRONG, {result.errors} errors")
-    return 0
+    return producer_main(SWEEP_MODULE, _sweep, argv)
 
 
 if __name__ == "__main__":

@@ -7,21 +7,10 @@ import numpy as np
 import pytest
 
 from spintui.profiles.store import RunWriter, create_run
-from spintui.tui.data import (
-    PlotData,
-    PlotLine,
-    RunTail,
-    Series,
-    ViewSettings,
-    decimate_minmax,
-    ema_debiased,
-    loss_plot,
-    phase_name,
-    return_plot,
-    symlog,
-    symlog_inverse,
-)
+from spintui.tui.data import RunTail, phase_name
 from spintui.tui.plot import render_plot
+from spintui.tui.plot_data import PlotData, PlotLine, ViewSettings, loss_plot, return_plot
+from spintui.tui.series import Series, decimate_minmax, ema_debiased, symlog, symlog_inverse
 
 
 def tensorboard_ema(values, weight):
@@ -40,7 +29,8 @@ def tensorboard_ema(values, weight):
 def test_textual_is_not_imported_by_the_data_layer():
     import subprocess
 
-    code = "import sys, spintui.tui.data, spintui.tui.plot, spintui.profiles.gpu; print('textual' in sys.modules)"
+    code = ("import sys, spintui.tui.series, spintui.tui.data, spintui.tui.plot_data, spintui.tui.plot, "
+            "spintui.profiles.gpu; print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -98,7 +98,7 @@ def test_not_supported_fields_are_none_and_shown_na(one_gpu):
     assert [p.pid for p in trainer] == [os.getpid()] and trainer[0].used_bytes == 3 * 2**30
     assert [p.used_bytes for p in g.processes if not p.is_trainer] == [None]
 
-    from spintui.tui.app import gpu_text
+    from spintui.tui.widgets import gpu_text
 
     text = gpu_text(sample, {}, 60).plain
     assert "NVIDIA Test Board" in text and "n/a W" in text and "SM n/a" in text

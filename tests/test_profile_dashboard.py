@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -12,30 +11,12 @@ import torch
 from spintui.kernels import blocksparse_matmul
 from spintui.profiles import kernel_sweep as ks
 from spintui.profiles.store import RunWriter, create_run, read_manifest
-from spintui.tui.app import Dashboard, PlotView
+from spintui.tui.profile_dashboard import ProfileDashboard
+from spintui.tui.screens import QuitDialog
+from spintui.tui.widgets import PlotView
 
 torch.set_num_threads(1)
 SIZE = (120, 40)
-
-
-def screen_text(app) -> str:
-    import io
-
-    from rich.console import Console
-
-    console = Console(width=app.size.width, height=app.size.height, record=True, file=io.StringIO(),
-                      color_system=None)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens,
-                                                       simplify=True))
-    return console.export_text()
-
-
-async def wait_for(pilot, predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def sweep_config(**options) -> ks.SweepConfig:
@@ -60,7 +41,7 @@ def recorded(tmp_path_factory) -> tuple[Path, list[dict]]:
     return rd, result.cases
 
 
-def test_profile_view_fills_as_cases_finish(recorded, tmp_path):
+def test_profile_view_fills_as_cases_finish(recorded, tmp_path, screen_text, wait_for):
     source, cases = recorded
     rd = create_run(tmp_path, kind="profile", benchmark=ks.BENCHMARK, name="live",
                     config=read_manifest(source)["config"])
@@ -77,7 +58,7 @@ def test_profile_view_fills_as_cases_finish(recorded, tmp_path):
     async def go():
         from textual.widgets import DataTable
 
-        app = Dashboard([rd], refresh_s=0.05, telemetry_s=0.1)
+        app = ProfileDashboard([rd], refresh_s=0.05, telemetry_s=0.1)
         async with app.run_test(size=SIZE) as pilot:
             table = app.query_one("#kernels", DataTable)
             chart = app.query_one("#speedup", PlotView)
@@ -121,15 +102,39 @@ def test_profile_view_fills_as_cases_finish(recorded, tmp_path):
     asyncio.run(go())
 
 
+def test_other_kernel_records_fill_a_generic_table(tmp_path, screen_text, wait_for):
+    rd = create_run(tmp_path, kind="profile", benchmark="blocksparse")
+    run = RunWriter(rd, heartbeat=False)
+    run.log("kernel", mode="dsd", size=1024, block=32, density=0.1, median_ms=1.25, speedup=3.2)
+    run.flush()
+
+    async def go():
+        from textual.widgets import DataTable
+
+        app = ProfileDashboard([rd], refresh_s=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one("#kernels", DataTable)
+            await wait_for(pilot, lambda: table.row_count == 1)
+            run.log("kernel", mode="sdd", size=1024, block=64, density=0.25, median_ms=2.5, speedup=1.5)
+            run.flush()
+            await wait_for(pilot, lambda: table.row_count == 2)
+            assert [str(c.label) for c in table.columns.values()] == ["mode", "size", "block", "density",
+                                                                      "median_ms", "speedup"]
+            assert table.get_row_at(1)[0] == "sdd"
+            assert "Kernels" in screen_text(app)
+    asyncio.run(go())
+    run.close()
+
+
 def ks_symlog(v: float) -> float:
     import math
 
     return math.copysign(math.log10(1 + abs(v)), v)
 
 
-def test_dashboard_follows_a_sweep_process(tmp_path):
+def test_dashboard_follows_a_sweep_process(tmp_path, screen_text, wait_for):
     """`spintui profile blocksparse` in a terminal: the sweep runs as its own process, the view fills."""
-    from spintui.tui.cli import start_sweep
+    from spintui.profiles.processes import start_sweep
 
     cfg = sweep_config(densities="0.5")
     rd = create_run(tmp_path, kind="profile", benchmark=ks.BENCHMARK, config=cfg.to_dict())
@@ -138,7 +143,7 @@ def test_dashboard_follows_a_sweep_process(tmp_path):
     async def go():
         from textual.widgets import DataTable
 
-        app = Dashboard([rd], owned=proc, refresh_s=0.1)
+        app = ProfileDashboard([rd], owned=proc, refresh_s=0.1)
         async with app.run_test(size=SIZE) as pilot:
             table = app.query_one("#kernels", DataTable)
             await wait_for(pilot, lambda: table.row_count == 2, timeout=60)
@@ -159,18 +164,12 @@ def test_dashboard_follows_a_sweep_process(tmp_path):
     assert "finished: 2 cases" in (rd / "output.log").read_text()
 
 
-def test_quit_does_not_ask_once_the_sweep_closed_its_run(recorded):
+def test_quit_does_not_ask_once_the_sweep_closed_its_run(recorded, stand_in_producer, wait_for):
     """The sweep process may take a moment to exit after writing `finished`: q must not ask to stop it."""
-    import subprocess
-    import sys
-
     rd, _ = recorded
-    exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
 
     async def go():
-        from spintui.tui.app import QuitDialog
-
-        app = Dashboard([rd], owned=exiting, refresh_s=0.05)
+        app = ProfileDashboard([rd], owned=stand_in_producer, refresh_s=0.05)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.frame is not None)
             await pilot.press("q")
@@ -178,9 +177,5 @@ def test_quit_does_not_ask_once_the_sweep_closed_its_run(recorded):
             assert not isinstance(app.screen, QuitDialog)
         return app.outcome
 
-    try:
-        assert asyncio.run(go()) == "closed"
-        assert exiting.poll() is None, "the process was left alone"
-    finally:
-        exiting.kill()
-        exiting.wait()
+    assert asyncio.run(go()) == "closed"
+    assert stand_in_producer.poll() is None, "the process was left alone"

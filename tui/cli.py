@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import typer
 
@@ -61,34 +60,6 @@ for _name, _command in train_command.train_commands().items():
     train_app.command(_name)(_command)
 for _name, _command in profile_command.COMMANDS.items():
     profile_app.command(_name)(_command)
-
-
-def start_producer(run_dir: Path, module: str):
-    """Start `python -m module RUN_DIR` as its own process in its own session, logging to output.log,
-    so the producer survives this terminal and never shares a process with a viewer."""
-    import subprocess
-
-    log = open(run_dir / "output.log", "ab")
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", module, str(run_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env,
-        )
-    finally:
-        log.close()
-
-
-def start_trainer(run_dir: Path):
-    """Start the trainer for a prepared run directory."""
-    return start_producer(run_dir, "spintui.algos.launch")
-
-
-def start_sweep(run_dir: Path):
-    """Start a profile sweep for a prepared run directory."""
-    return start_producer(run_dir, "spintui.profiles.kernel_sweep")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,184 +1,25 @@
-"""The dashboard's data layer: tail runs, keep their series, smooth and decimate them for plotting.
+"""The dashboard's data: tail runs through the run store's reader into series, one `RunTail` per run.
 
 Nothing here imports Textual, so it is unit-tested on its own and could feed another front end.
-A `RunTail` owns one `RunReader` and grows numpy-backed `Series` as records arrive; `PlotLine`s
-are what a plot widget draws: at most about two points per pixel column, already smoothed.
+A `RunTail` owns one `RunReader` and grows numpy-backed `Series` (tui/series.py) as records arrive;
+`Preload` starts that reading before the UI toolkit is imported.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from spintui.profiles.store import RunReader, effective_status
+from spintui.tui.series import Series
 
 # --------------------------------------------------------------------------------------------------
-# Series
-
-
-class Series:
-    """Parallel growable arrays: env step, wall time and value; appends are amortised O(1)."""
-
-    __slots__ = ("name", "_steps", "_times", "_values", "_n", "_ema")
-
-    def __init__(self, name: str):
-        self.name = name
-        self._steps = np.empty(0, dtype=np.float64)
-        self._times = np.empty(0, dtype=np.float64)
-        self._values = np.empty(0, dtype=np.float64)
-        self._n = 0
-        self._ema: tuple[float, int, EmaState, np.ndarray] | None = None  # weight, n, state, smoothed
-
-    def __len__(self) -> int:
-        return self._n
-
-    def append(self, steps, times, values) -> None:
-        steps = np.asarray(steps, dtype=np.float64).ravel()
-        times = np.asarray(times, dtype=np.float64).ravel()
-        values = np.asarray(values, dtype=np.float64).ravel()
-        k = len(values)
-        if k == 0:
-            return
-        need = self._n + k
-        if need > len(self._values):
-            cap = max(need, 2 * len(self._values), 256)
-            for attr in ("_steps", "_times", "_values"):
-                old = getattr(self, attr)
-                new = np.empty(cap, dtype=np.float64)
-                new[: self._n] = old[: self._n]
-                setattr(self, attr, new)
-        self._steps[self._n:need] = steps
-        self._times[self._n:need] = times
-        self._values[self._n:need] = values
-        self._n = need
-
-    @property
-    def steps(self) -> np.ndarray:
-        return self._steps[: self._n]
-
-    @property
-    def times(self) -> np.ndarray:
-        return self._times[: self._n]
-
-    @property
-    def values(self) -> np.ndarray:
-        return self._values[: self._n]
-
-    def last(self) -> float | None:
-        return float(self._values[self._n - 1]) if self._n else None
-
-    def smoothed(self, weight: float) -> np.ndarray:
-        """Debiased EMA of the values; extends the cached result incrementally as points arrive."""
-        if weight <= 0.0:
-            return self.values
-        cached = self._ema
-        if cached is not None and cached[0] == weight and cached[1] <= self._n:
-            _, done, state, out = cached
-            if done == self._n:
-                return out
-            more, state = ema_debiased(self.values[done:], weight, state)
-            out = np.concatenate([out, more])
-        else:
-            out, state = ema_debiased(self.values, weight)
-        self._ema = (weight, self._n, state, out)
-        return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Smoothing and decimation
-
-
-@dataclass
-class EmaState:
-    """Where a debiased EMA left off: the biased accumulator and how many finite points it has seen."""
-
-    last: float = 0.0
-    count: int = 0
-
-
-def ema_debiased(values: np.ndarray, weight: float, state: EmaState | None = None) -> tuple[np.ndarray, EmaState]:
-    """TensorBoard's smoothing: s_t = w*s_{t-1} + (1-w)*x_t from s_0 = 0, shown as s_t / (1 - w^t).
-
-    Non-finite values are skipped (the previous smoothed value is repeated), as TensorBoard does.
-    Vectorised in chunks short enough that w**-k cannot overflow, so a million points take
-    milliseconds; passing the returned state continues the same curve over newly arrived points.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    state = EmaState() if state is None else EmaState(state.last, state.count)
-    out = np.empty_like(values)
-    if not 0.0 <= weight < 1.0:
-        raise ValueError("smoothing weight must be in [0, 1)")
-    if weight == 0.0 or len(values) == 0:
-        finite = np.isfinite(values)
-        out[:] = values
-        if finite.any():
-            state.last = float(values[finite][-1])
-            state.count += int(finite.sum())
-        return out, state
-    finite = np.isfinite(values)
-    x = np.where(finite, values, 0.0)
-    chunk = max(1, min(4096, int(250.0 / -math.log10(weight))))
-    # Powers w**k and w**-k for k = 0..chunk, looked up instead of recomputed per chunk.
-    pw = np.power(weight, np.arange(chunk + 1, dtype=np.float64))
-    inv_pw = 1.0 / pw
-    for lo in range(0, len(x), chunk):
-        xs = x[lo:lo + chunk]
-        fs = finite[lo:lo + chunk]
-        # Skipped points do not advance time: exponent k counts finite points only.
-        k = np.cumsum(fs)  # 0..m over the chunk
-        acc = np.cumsum(xs * inv_pw[k])  # non-finite points contribute 0
-        wk = pw[k]
-        biased = wk * state.last + (1.0 - weight) * wk * acc
-        counts = state.count + k
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            debiased = biased / -np.expm1(counts * math.log(weight))
-        # Before the first finite point there is nothing to show.
-        out[lo:lo + chunk] = np.where(counts > 0, debiased, np.nan)
-        if len(k) and k[-1] > 0:
-            state.last = float(biased[-1])
-            state.count = int(counts[-1])
-    return out, state
-
-
-def decimate_minmax(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep each bucket's minimum and maximum (in x order) plus the first and last point.
-
-    With `buckets` about the plot's pixel width, the drawn curve is the same as drawing every point:
-    a column shows the range of values that fall in it. Points are split into equal-count buckets.
-    """
-    n = len(y)
-    if buckets <= 0 or n <= 2 * buckets + 2:
-        return x, y
-    size = n // buckets
-    body = buckets * size
-    yb = y[:body].reshape(buckets, size)
-    if not np.isfinite(yb).all():
-        yb = np.where(np.isnan(yb), np.nanmean(yb[np.isfinite(yb)]) if np.isfinite(yb).any() else 0.0, yb)
-    base = np.arange(buckets) * size
-    lo = yb.argmin(axis=1) + base
-    hi = yb.argmax(axis=1) + base
-    idx = np.concatenate([[0], np.minimum(lo, hi), np.maximum(lo, hi), np.arange(body, n), [n - 1]])
-    idx = np.unique(idx)  # sorted, and a bucket whose min and max coincide keeps one point
-    return x[idx], y[idx]
-
-
-def symlog(y: np.ndarray) -> np.ndarray:
-    """Log scale that also shows zero and negative values (losses often cross zero)."""
-    return np.sign(y) * np.log10(1.0 + np.abs(y))
-
-
-def symlog_inverse(v: float) -> float:
-    return math.copysign(10.0 ** abs(v) - 1.0, v)
-
-
-# --------------------------------------------------------------------------------------------------
-# What panels show
+# Record names
 
 
 def _numbers(*values) -> tuple[float, ...] | None:
@@ -206,6 +47,10 @@ def phase_name(name: str) -> str | None:
     if not m or not m.group(1):
         return None
     return m.group(1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tailing
 
 
 @dataclass
@@ -434,148 +279,12 @@ class Preload:
         return self._tails
 
 
-# --------------------------------------------------------------------------------------------------
-# Plot preparation
-
-
-@dataclass(frozen=True)
-class ViewSettings:
-    """The user's view choices; the UI replaces the whole object, the data worker reads it."""
-
-    smoothing: float = 0.6
-    x_axis: str = "step"  # or "time"
-    log_y: bool = False
-    paused: bool = False
-    loss_index: int = 0
-    plot_width: int = 120  # pixel columns of the widest plot (2 per terminal cell for braille)
-
-
-SMOOTHING_STEPS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999)
-
-
-@dataclass
-class PlotLine:
-    label: str
-    x: np.ndarray
-    y: np.ndarray
-    colour: int  # index into the palette
-    emphasis: str = "normal"  # "dim" for raw points under a smoothed curve, "bold" for test
-
-
-@dataclass
-class PlotData:
-    title: str
-    lines: list[PlotLine]
-    x_label: str
-    log_y: bool
-    empty_reason: str = ""
-    legend: list[tuple[str, int]] = field(default_factory=list)
-
-
-def x_values(series: Series, tail: RunTail, x_axis: str) -> np.ndarray:
-    if x_axis == "time":
-        return series.times - tail.start_time
-    return series.steps
-
-
-def prepare_line(series: Series, tail: RunTail, settings: ViewSettings, label: str, colour: int,
-                 smooth: bool, emphasis: str = "normal") -> PlotLine | None:
-    if series is None or not len(series):
-        return None
-    y = series.smoothed(settings.smoothing) if smooth else series.values
-    x = x_values(series, tail, settings.x_axis)
-    if settings.log_y:
-        y = symlog(y)
-    x, y = decimate_minmax(x, y, settings.plot_width)
-    keep = np.isfinite(y) & np.isfinite(x)
-    if not keep.all():
-        x, y = x[keep], y[keep]
-    return PlotLine(label, x.copy(), y.copy(), colour, emphasis)
-
-
-def return_plot(tails: list[RunTail], settings: ViewSettings) -> PlotData:
-    lines: list[PlotLine] = []
-    legend: list[tuple[str, int]] = []
-    multi = len(tails) > 1
-    for i, tail in enumerate(tails):
-        train, test = tail.return_series()
-        colour = i if multi else 0
-        if train is not None and len(train):
-            if not multi and settings.smoothing > 0:
-                raw = prepare_line(train, tail, settings, "return", colour, smooth=False, emphasis="dim")
-                if raw:
-                    lines.append(raw)
-            line = prepare_line(train, tail, settings, "smoothed", colour, smooth=settings.smoothing > 0)
-            if line:
-                lines.append(line)
-        if test is not None and len(test):
-            line = prepare_line(test, tail, settings, "test", i if multi else 2, smooth=False, emphasis="bold")
-            if line:
-                lines.append(line)
-        legend.append((tail.name, colour))
-    if not multi:
-        names = {"return": "raw", "smoothed": "smoothed" if settings.smoothing > 0 else "return", "test": "test"}
-        legend = [(names[ln.label], ln.colour) for ln in lines]
-    reason = "" if lines else "no episodes yet"
-    return PlotData("Return", lines, x_label(settings), settings.log_y, reason, legend)
-
-
-def loss_plot(tails: list[RunTail], settings: ViewSettings) -> tuple[PlotData, list[str], str | None]:
-    names: list[str] = []
+def poll_tails(tails: list[RunTail]) -> str:
+    """Read what is new in every run; a vanished or unreadable run gives a line to show, not a crash."""
+    error = ""
     for tail in tails:
-        for n in tail.loss_names():
-            if n not in names:
-                names.append(n)
-    if not names:
-        return PlotData("Loss", [], x_label(settings), settings.log_y, "no losses logged yet"), names, None
-    name = names[settings.loss_index % len(names)]
-    lines = []
-    for i, tail in enumerate(tails):
-        series = tail.loss_series(name)
-        line = prepare_line(series, tail, settings, tail.name, i, smooth=settings.smoothing > 0)
-        if line:
-            lines.append(line)
-    legend = [(t.name, i) for i, t in enumerate(tails)] if len(tails) > 1 else []
-    return PlotData("Loss", lines, x_label(settings), settings.log_y, "", legend), names, name
-
-
-def rate_plot(tails: list[RunTail], settings: ViewSettings) -> PlotData:
-    linear = replace(settings, log_y=False)  # throughput reads best on a linear scale
-    lines = []
-    for i, tail in enumerate(tails):
-        series = tail.steps_per_sec()
-        line = prepare_line(series, tail, linear, tail.name, i if len(tails) > 1 else 1, smooth=False)
-        if line:
-            lines.append(line)
-    return PlotData("steps/s", lines, x_label(linear), False, "" if lines else "no steps/s logged yet")
-
-
-def x_label(settings: ViewSettings) -> str:
-    return "time" if settings.x_axis == "time" else "steps"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def format_number(v: float) -> str:
-    """Compact tick label: 1.2k, 3.4M, 0.012, -250."""
-    if v is None or not math.isfinite(v):
-        return "n/a"
-    a = abs(v)
-    if a >= 1e9:
-        return f"{v / 1e9:.3g}G"
-    if a >= 1e6:
-        return f"{v / 1e6:.3g}M"
-    if a >= 1e4:
-        return f"{v / 1e3:.3g}k"
-    if a >= 100 or a == 0:
-        return f"{v:.0f}"
-    if a >= 1:
-        return f"{v:.3g}"
-    return f"{v:.2g}"
+        try:
+            tail.poll()
+        except Exception as exc:
+            error = f"{tail.name}: {type(exc).__name__}: {exc}"
+    return error

@@ -16,7 +16,8 @@ from statistics import fmean
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from spintui.profiles.store import RunReader, effective_status, request_stop
+from spintui.profiles.processes import request_clean_stop
+from spintui.profiles.store import RunReader, effective_status
 
 POLL_S = 0.5
 MEAN_OF_EPISODES = 10  # the progress bar's return is the mean of this many latest training episodes
@@ -49,9 +50,7 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
 
     def _on_sigint(signum, frame):
         interrupted["n"] += 1
-        request_stop(run_dir)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        request_clean_stop(run_dir, proc)
 
     previous = signal.signal(signal.SIGINT, _on_sigint if stop_on_interrupt else signal.default_int_handler)
     try:

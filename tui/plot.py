@@ -14,7 +14,8 @@ import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 
-from spintui.tui.data import PlotData, format_duration, format_number, symlog_inverse
+from spintui.tui.plot_data import PlotData, format_duration, format_number
+from spintui.tui.series import symlog_inverse
 
 # Distinguishable in 256-colour terminals; Rich maps them down when the terminal has fewer.
 PALETTE = ("#5fafff", "#ffaf00", "#87d75f", "#ff5f87", "#af87ff", "#5fd7d7", "#d7d75f", "#ff8700")

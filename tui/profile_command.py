@@ -74,7 +74,7 @@ def profile_blocksparse(given: dict) -> None:
                          seed=opts.seed, config=cfg.to_dict(), argv=["spintui", *sys.argv[1:]])
     if not opts.headless and sys.stdout.isatty() and sys.stdin.isatty():
         from spintui.tui.app import run_dashboard
-        from spintui.tui.cli import start_sweep
+        from spintui.profiles.processes import start_sweep
 
         run_dashboard([run_dir], owned=start_sweep(run_dir))
         return

@@ -1,7 +1,8 @@
 """What the profile views show for a block-sparse sweep: table cells, verdict colours, the speedup chart.
 
-Shared by the dashboard (tui/app.py) and the headless Rich table (tui/profile_report.py); imports
-neither Textual nor torch. Records are the sweep's `kernel` records (profiles/kernel_sweep.py).
+Shared by the profile dashboard (tui/frames.py, tui/widgets.py) and the headless Rich table
+(tui/profile_report.py); imports neither Textual nor torch. Records are the sweep's `kernel` records
+(profiles/kernel_sweep.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from statistics import median
 
 import numpy as np
 
-from spintui.tui.data import PlotData, PlotLine, format_duration
+from spintui.tui.plot_data import PlotData, PlotLine, format_duration
 
 # (record key or derived name, header, right-justified)
 CASE_COLUMNS = (

@@ -19,7 +19,7 @@ from rich.text import Text
 from spintui.profiles.kernel_sweep import SweepConfig, SweepResult, run_sweep
 from spintui.profiles.store import read_manifest
 from spintui.tui import profile_data as pd
-from spintui.tui.data import format_duration
+from spintui.tui.plot_data import format_duration
 
 
 def case_table(records: list[dict], title: str | None = None, first_index: int = 1,

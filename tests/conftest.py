@@ -1,0 +1,106 @@
+"""Fixtures shared by several test modules, a section per subject."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# --------------------------------------------------------------------------------------------------
+# Dashboards: recorded runs to show, and helpers for driving an App through Textual's pilot
+
+
+def _recorded_run(runs_dir: Path, name: str = "sac-recorded", steps: int = 3000, seed: int = 0) -> Path:
+    """A finished SAC-like run written through RunWriter, as a trainer writes it."""
+    from spintui.profiles.store import RunWriter, create_run
+
+    rng = np.random.default_rng(seed)
+    rd = create_run(runs_dir, kind="train", name=name, algo="sac", env="Pendulum-v1", seed=seed,
+                    config={"lr": 0.001, "gamma": 0.99, "alpha": "0.2", "batch_size": 100,
+                            "epochs": 3, "steps_per_epoch": 1000})
+    run = RunWriter(rd, heartbeat=False)
+    for step in range(steps):
+        run.scalars({"LossQ": 5.0 / (1 + step / 300) + rng.random(), "LossPi": -step / 30.0,
+                     "TimeUpdate": 0.004, "TimeEnv": 0.0008, "TimeAct": 0.0005}, step)
+        if step % 100 == 99:
+            run.episode(step, -1400.0 + step / 3 + rng.normal(0, 80), 100)
+        if step % 1000 == 999:
+            run.episode(step, -1000.0 + step / 4, 100, test=True)
+            run.epoch(step // 1000 + 1, step + 1, {"AverageEpRet": -1400.0 + step / 3, "LossQ": 1.0,
+                                                   "StepsPerSec": 110.0 + step / 100, "Time": step / 100})
+    run.set_progress(step=steps, total_steps=steps)
+    run.close("finished")
+    return rd
+
+
+def _screen_text(app) -> str:
+    from rich.console import Console
+
+    console = Console(width=app.size.width, height=app.size.height, record=True, file=io.StringIO(),
+                      color_system=None)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens,
+                                                       simplify=True))
+    return console.export_text()
+
+
+async def _wait_for(pilot, predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+async def _quit_and_answer(pilot, answer: str) -> str:
+    """Press q, check that the quit question is asked, answer it with a key (s, d, escape) or by
+    clicking a button ("#stop"); returns the question's text."""
+    from spintui.tui.screens import QuitDialog
+
+    await pilot.press("q")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, QuitDialog)
+    text = _screen_text(pilot.app)
+    if answer.startswith("#"):
+        await pilot.click(answer)
+    else:
+        await pilot.press(answer)
+    await pilot.pause()
+    return text
+
+
+@pytest.fixture
+def recorded_run():
+    """`recorded_run(runs_dir, name=..., steps=..., seed=...)`: a finished SAC-like run; returns its directory."""
+    return _recorded_run
+
+
+@pytest.fixture
+def screen_text():
+    """`screen_text(app)`: the app's whole screen as plain text, as a terminal would show it."""
+    return _screen_text
+
+
+@pytest.fixture
+def wait_for():
+    """`await wait_for(pilot, predicate, timeout=15)`: let the app run until `predicate()` holds."""
+    return _wait_for
+
+
+@pytest.fixture
+def quit_and_answer():
+    """`await quit_and_answer(pilot, "d")`: quit, and answer the stop/detach question; returns its text."""
+    return _quit_and_answer
+
+
+@pytest.fixture
+def stand_in_producer():
+    """A process standing in for a producer the dashboard started: it only sleeps; killed at the end."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    proc.kill()
+    proc.wait()

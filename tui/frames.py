@@ -1,0 +1,122 @@
+"""What one dashboard frame shows, built from the polled runs and the view settings.
+
+Pure functions of their inputs, without Textual: the dashboards' data worker polls the runs, calls
+a builder and posts what it returns. A builder hands back the previous frame itself when nothing it
+shows has changed (the worker then posts nothing), and reuses the previous plot objects while their
+data and the settings are unchanged, so widgets can skip repainting by comparing identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+from spintui.tui import profile_data
+from spintui.tui.data import RunTail
+from spintui.tui.plot_data import PlotData, ViewSettings, loss_plot, rate_plot, return_plot
+
+
+@dataclass(kw_only=True)
+class Frame:
+    """What both dashboards show: a header row per run, the producer whose telemetry to sample."""
+
+    header: list[dict]
+    trainer: tuple[int | None, str | None]  # (pid, host) of a live producer, else (None, None)
+    error: str = ""
+    run_gpu: dict | None = None  # the newest `gpu` record a trainer logged (GpuLogger)
+    # What it was built from: its plots are reused while `plots_from` is equal, the frame while `shows` is.
+    plots_from: tuple = field(default=(), repr=False)
+    shows: tuple = field(default=(), repr=False)
+
+    PLOTS: ClassVar[tuple[str, ...]] = ()  # the fields a builder reuses while their data is unchanged
+
+
+@dataclass(kw_only=True)
+class TrainFrame(Frame):
+    PLOTS: ClassVar[tuple[str, ...]] = ("returns", "loss", "loss_names", "loss_name", "rate")
+
+    returns: PlotData | None = None
+    loss: PlotData | None = None
+    loss_names: list[str] = field(default_factory=list)
+    loss_name: str | None = None
+    rate: PlotData | None = None
+    phases: list[tuple[str, float]] = field(default_factory=list)
+    steps_per_sec: float | None = None
+
+
+@dataclass(kw_only=True)
+class ProfileFrame(Frame):
+    PLOTS: ClassVar[tuple[str, ...]] = ("speedup",)
+
+    kernels: list[dict] = field(default_factory=list)
+    speedup: PlotData | None = None  # speedup against density per block size
+
+
+def header_rows(tails: list[RunTail], now: float) -> list[dict]:
+    return [{
+        "name": t.name, "algo": t.manifest.get("algo") or t.manifest.get("benchmark") or t.kind,
+        "env": t.manifest.get("env"), "status": t.status(now), "start": t.start_time,
+        "elapsed": t.elapsed(now), "step": t.current_step(), "total": t.total_steps(),
+        "eta": t.eta(now), "rate": t.current_steps_per_sec(), "hp": t.hyperparameters(),
+        "records": t.records, "last_return": t.episodes.last() if len(t.episodes) else None,
+    } for t in tails]
+
+
+def profile_header_rows(tails: list[RunTail], now: float) -> list[dict]:
+    """A sweep's header names its grid (sizes, blocks, ...) where a training run has env and hyperparameters."""
+    rows = header_rows(tails, now)
+    for row, tail in zip(rows, tails):
+        row["env"], row["hp"] = profile_data.header_info(tail.manifest)
+        row["config"] = tail.manifest.get("config") or {}
+    return rows
+
+
+def train_frame(tails: list[RunTail], settings: ViewSettings, now: float, error: str = "",
+                previous: TrainFrame | None = None) -> TrainFrame:
+    """The training dashboard's frame: Return, Loss and steps/s plots, phase times, headers."""
+    def plots() -> dict:
+        returns = return_plot(tails, settings)
+        loss, loss_names, loss_name = loss_plot(tails, settings)
+        return dict(returns=returns, loss=loss, loss_names=loss_names, loss_name=loss_name,
+                    rate=rate_plot(tails, settings))
+
+    def details() -> dict:
+        return dict(header=header_rows(tails, now), phases=tails[0].phase_times(),
+                    steps_per_sec=tails[0].current_steps_per_sec())
+
+    return _build(TrainFrame, plots, details, tails, settings, now, error, previous)
+
+
+def profile_frame(tails: list[RunTail], settings: ViewSettings, now: float, error: str = "",
+                  previous: ProfileFrame | None = None) -> ProfileFrame:
+    """The profile dashboard's frame: the sweep's kernel records, the speedup chart, headers."""
+    def plots() -> dict:
+        return dict(speedup=profile_data.speedup_plot(tails[0].kernels))
+
+    def details() -> dict:
+        return dict(header=profile_header_rows(tails, now), kernels=list(tails[0].kernels))
+
+    return _build(ProfileFrame, plots, details, tails, settings, now, error, previous)
+
+
+def _build(cls: type[Frame], plots: Callable[[], dict], details: Callable[[], dict], tails: list[RunTail],
+           settings: ViewSettings, now: float, error: str, previous: Frame | None) -> Frame:
+    """`previous` when nothing it shows changed; else a new `cls` frame, with `plots()` called only
+    when the data or the settings changed, and a failing plot shown as the frame's error."""
+    plots_from = (settings, tuple(t.data_version for t in tails))
+    shows = (tuple(t.version for t in tails), tuple(t.status(now) for t in tails), settings, error)
+    if previous is not None and previous.plots_from == plots_from:
+        if previous.shows == shows:
+            return previous
+        shown = {name: getattr(previous, name) for name in cls.PLOTS}
+    else:
+        try:
+            shown = plots()
+        except Exception as exc:  # odd data must not take the viewer down
+            error = f"cannot plot: {type(exc).__name__}: {exc}"
+            shows = (*shows[:-1], error)
+            shown = {} if previous is None else {name: getattr(previous, name) for name in cls.PLOTS}
+    first = tails[0]
+    live = first.status(now) == "running"
+    return cls(**shown, **details(), error=error, run_gpu=first.last_gpu, plots_from=plots_from, shows=shows,
+               trainer=(first.manifest.get("pid"), first.manifest.get("host")) if live else (None, None))

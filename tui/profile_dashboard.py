@@ -1,0 +1,34 @@
+"""The profile dashboard: a kernel sweep's table of cases, its speedup chart, and GPU or System."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+
+from spintui.tui.dashboard_base import HELP_KEY, PAUSE_KEY, QUIT_KEY, DashboardBase
+from spintui.tui.frames import ProfileFrame, profile_frame
+from spintui.tui.screens import QuitText
+from spintui.tui.widgets import KernelTable, PlotView, TelemetryPanel, legend_markup
+
+
+class ProfileDashboard(DashboardBase):
+    BINDINGS = [HELP_KEY, PAUSE_KEY, QUIT_KEY]  # the focused table takes ↑/↓ to scroll its cases
+    build_frame = staticmethod(profile_frame)
+    PANELS_CLASS = "profile"
+    STEP_NAME = "case"
+    HELP_PANELS = ("Panels: Kernels (a row per case as it finishes; WRONG: failed the dense check,\n"
+                   "never timed), Speedup vs density per block size with the ideal 1/density,\n"
+                   "GPU or System. Esc, q or ? close.")
+    QUIT_TEXT = QuitText("The profile is still running", "end it after the current case (status stopped).",
+                         "close the dashboard, the sweep goes on.")
+
+    def compose_panels(self) -> ComposeResult:
+        yield KernelTable(id="kernels", classes="panel")
+        yield PlotView("Speedup vs density (log y)", id="speedup", classes="panel")
+        yield TelemetryPanel()
+
+    def keys_text(self) -> str:
+        return f"? help  p {'resume' if self.settings.paused else 'pause'}  ↑/↓ scroll cases  q quit"
+
+    def show_frame(self, frame: ProfileFrame) -> None:
+        self.query_one("#kernels", KernelTable).show(frame.kernels, frame.header[0] if frame.header else {})
+        self.query_one("#speedup", PlotView).show(frame.speedup, legend_markup(frame.speedup))

@@ -1,0 +1,170 @@
+"""Numpy-backed series of a run and the maths on them: debiased EMA smoothing, min/max decimation, symlog.
+
+Nothing here knows about runs or widgets; `RunTail` (tui/data.py) grows `Series` as records arrive
+and the plot builders (tui/plot_data.py) smooth and decimate them for the width of a plot.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------------
+# Series
+
+
+class Series:
+    """Parallel growable arrays: env step, wall time and value; appends are amortised O(1)."""
+
+    __slots__ = ("name", "_steps", "_times", "_values", "_n", "_ema")
+
+    def __init__(self, name: str):
+        self.name = name
+        self._steps = np.empty(0, dtype=np.float64)
+        self._times = np.empty(0, dtype=np.float64)
+        self._values = np.empty(0, dtype=np.float64)
+        self._n = 0
+        self._ema: tuple[float, int, EmaState, np.ndarray] | None = None  # weight, n, state, smoothed
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, steps, times, values) -> None:
+        steps = np.asarray(steps, dtype=np.float64).ravel()
+        times = np.asarray(times, dtype=np.float64).ravel()
+        values = np.asarray(values, dtype=np.float64).ravel()
+        k = len(values)
+        if k == 0:
+            return
+        need = self._n + k
+        if need > len(self._values):
+            cap = max(need, 2 * len(self._values), 256)
+            for attr in ("_steps", "_times", "_values"):
+                old = getattr(self, attr)
+                new = np.empty(cap, dtype=np.float64)
+                new[: self._n] = old[: self._n]
+                setattr(self, attr, new)
+        self._steps[self._n:need] = steps
+        self._times[self._n:need] = times
+        self._values[self._n:need] = values
+        self._n = need
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self._steps[: self._n]
+
+    @property
+    def times(self) -> np.ndarray:
+        return self._times[: self._n]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[: self._n]
+
+    def last(self) -> float | None:
+        return float(self._values[self._n - 1]) if self._n else None
+
+    def smoothed(self, weight: float) -> np.ndarray:
+        """Debiased EMA of the values; extends the cached result incrementally as points arrive."""
+        if weight <= 0.0:
+            return self.values
+        cached = self._ema
+        if cached is not None and cached[0] == weight and cached[1] <= self._n:
+            _, done, state, out = cached
+            if done == self._n:
+                return out
+            more, state = ema_debiased(self.values[done:], weight, state)
+            out = np.concatenate([out, more])
+        else:
+            out, state = ema_debiased(self.values, weight)
+        self._ema = (weight, self._n, state, out)
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Smoothing and decimation
+
+
+@dataclass
+class EmaState:
+    """Where a debiased EMA left off: the biased accumulator and how many finite points it has seen."""
+
+    last: float = 0.0
+    count: int = 0
+
+
+def ema_debiased(values: np.ndarray, weight: float, state: EmaState | None = None) -> tuple[np.ndarray, EmaState]:
+    """TensorBoard's smoothing: s_t = w*s_{t-1} + (1-w)*x_t from s_0 = 0, shown as s_t / (1 - w^t).
+
+    Non-finite values are skipped (the previous smoothed value is repeated), as TensorBoard does.
+    Vectorised in chunks short enough that w**-k cannot overflow, so a million points take
+    milliseconds; passing the returned state continues the same curve over newly arrived points.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    state = EmaState() if state is None else EmaState(state.last, state.count)
+    out = np.empty_like(values)
+    if not 0.0 <= weight < 1.0:
+        raise ValueError("smoothing weight must be in [0, 1)")
+    if weight == 0.0 or len(values) == 0:
+        finite = np.isfinite(values)
+        out[:] = values
+        if finite.any():
+            state.last = float(values[finite][-1])
+            state.count += int(finite.sum())
+        return out, state
+    finite = np.isfinite(values)
+    x = np.where(finite, values, 0.0)
+    chunk = max(1, min(4096, int(250.0 / -math.log10(weight))))
+    # Powers w**k and w**-k for k = 0..chunk, looked up instead of recomputed per chunk.
+    pw = np.power(weight, np.arange(chunk + 1, dtype=np.float64))
+    inv_pw = 1.0 / pw
+    for lo in range(0, len(x), chunk):
+        xs = x[lo:lo + chunk]
+        fs = finite[lo:lo + chunk]
+        # Skipped points do not advance time: exponent k counts finite points only.
+        k = np.cumsum(fs)  # 0..m over the chunk
+        acc = np.cumsum(xs * inv_pw[k])  # non-finite points contribute 0
+        wk = pw[k]
+        biased = wk * state.last + (1.0 - weight) * wk * acc
+        counts = state.count + k
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            debiased = biased / -np.expm1(counts * math.log(weight))
+        # Before the first finite point there is nothing to show.
+        out[lo:lo + chunk] = np.where(counts > 0, debiased, np.nan)
+        if len(k) and k[-1] > 0:
+            state.last = float(biased[-1])
+            state.count = int(counts[-1])
+    return out, state
+
+
+def decimate_minmax(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each bucket's minimum and maximum (in x order) plus the first and last point.
+
+    With `buckets` about the plot's pixel width, the drawn curve is the same as drawing every point:
+    a column shows the range of values that fall in it. Points are split into equal-count buckets.
+    """
+    n = len(y)
+    if buckets <= 0 or n <= 2 * buckets + 2:
+        return x, y
+    size = n // buckets
+    body = buckets * size
+    yb = y[:body].reshape(buckets, size)
+    if not np.isfinite(yb).all():
+        yb = np.where(np.isnan(yb), np.nanmean(yb[np.isfinite(yb)]) if np.isfinite(yb).any() else 0.0, yb)
+    base = np.arange(buckets) * size
+    lo = yb.argmin(axis=1) + base
+    hi = yb.argmax(axis=1) + base
+    idx = np.concatenate([[0], np.minimum(lo, hi), np.maximum(lo, hi), np.arange(body, n), [n - 1]])
+    idx = np.unique(idx)  # sorted, and a bucket whose min and max coincide keeps one point
+    return x[idx], y[idx]
+
+
+def symlog(y: np.ndarray) -> np.ndarray:
+    """Log scale that also shows zero and negative values (losses often cross zero)."""
+    return np.sign(y) * np.log10(1.0 + np.abs(y))
+
+
+def symlog_inverse(v: float) -> float:
+    return math.copysign(10.0 ** abs(v) - 1.0, v)

@@ -1,0 +1,87 @@
+"""The training dashboard: Return, Loss, GPU or System, and Timing panels for one or more runs."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from spintui.tui.dashboard_base import HELP_KEY, PAUSE_KEY, QUIT_KEY, DashboardBase
+from spintui.tui.frames import TrainFrame, train_frame
+from spintui.tui.plot_data import SMOOTHING_STEPS, format_number
+from spintui.tui.screens import QuitText
+from spintui.tui.widgets import PlotView, TelemetryPanel, legend_markup, phase_text
+
+
+class TrainDashboard(DashboardBase):
+    BINDINGS = [
+        HELP_KEY,
+        Binding("s,plus", "smoothing(1)", "smoothing up (TensorBoard EMA weight)"),
+        Binding("S,minus", "smoothing(-1)", "smoothing down (0 shows raw only)"),
+        Binding("x", "toggle_axis", "x axis: env steps / wall time"),
+        Binding("l", "toggle_log", "log scale (symlog: losses may cross 0)"),
+        PAUSE_KEY,
+        Binding("j,down,right_square_bracket", "loss(1)", "next loss series"),
+        Binding("k,up,left_square_bracket", "loss(-1)", "previous loss series"),
+        QUIT_KEY,
+    ]
+    build_frame = staticmethod(train_frame)
+    HELP_PANELS = ("Panels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
+                   "GPU or System, Timing (steps/s, time per phase). Esc, q or ? close.")
+    QUIT_TEXT = QuitText("Training is still running", "end the run cleanly (final checkpoint, status stopped).",
+                         "close the dashboard, training goes on.")
+
+    def compose_panels(self) -> ComposeResult:
+        yield PlotView("Return", id="returns", classes="panel")
+        yield PlotView("Loss", id="loss", classes="panel")
+        yield TelemetryPanel()
+        with Vertical(id="timing", classes="panel") as timing:
+            timing.border_title = "Timing"
+            yield PlotView(id="timing-plot")
+            yield Static(id="phases")
+
+    def keys_text(self) -> str:
+        s = self.settings
+        axis = "wall time" if s.x_axis == "time" else "env steps"
+        parts = [f"? help  s/S smoothing {s.smoothing:g}  x axis: {axis}  l log{' on' if s.log_y else ''}",
+                 f"p {'resume' if s.paused else 'pause'}", "j/k loss", "q quit"]
+        return "  ".join(parts)
+
+    def show_frame(self, frame: TrainFrame) -> None:
+        self.query_one("#returns", PlotView).show(frame.returns, legend_markup(frame.returns, self.settings))
+        loss_view = self.query_one("#loss", PlotView)
+        if frame.loss_name:
+            idx = frame.loss_names.index(frame.loss_name) + 1
+            title = f"Loss: {frame.loss_name} ({idx}/{len(frame.loss_names)}, j/k)"
+            if loss_view.border_title != title:
+                loss_view.border_title = title
+        loss_view.show(frame.loss, legend_markup(frame.loss, self.settings))
+        rate = "" if frame.steps_per_sec is None else f"  {format_number(frame.steps_per_sec)} steps/s"
+        timing = self.query_one("#timing")
+        if timing.border_title != f"Timing{rate}":
+            timing.border_title = f"Timing{rate}"
+        self.query_one("#timing-plot", PlotView).show(frame.rate)
+        phases = self.query_one("#phases", Static)
+        text = phase_text(frame.phases, phases.size.width or 30)
+        if str(text) != getattr(phases, "_last_text", None):
+            phases._last_text = str(text)
+            phases.update(text)
+
+    # -- actions -----------------------------------------------------------------------------------
+    def action_smoothing(self, direction: int) -> None:
+        steps = SMOOTHING_STEPS
+        current = min(range(len(steps)), key=lambda i: abs(steps[i] - self.settings.smoothing))
+        self._settings_changed(smoothing=steps[max(0, min(len(steps) - 1, current + direction))])
+        self._update_keys()
+
+    def action_toggle_axis(self) -> None:
+        self._settings_changed(x_axis="time" if self.settings.x_axis == "step" else "step")
+        self._update_keys()
+
+    def action_toggle_log(self) -> None:
+        self._settings_changed(log_y=not self.settings.log_y)
+        self._update_keys()
+
+    def action_loss(self, direction: int) -> None:
+        self._settings_changed(loss_index=self.settings.loss_index + direction)
