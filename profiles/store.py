@@ -42,8 +42,6 @@ import functools
 import json
 import math
 import os
-import platform
-import socket
 import struct
 import sys
 import threading
@@ -53,6 +51,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from spintui.errors import RunError
+from spintui.profiles.provenance import host_name, versions
 
 MANIFEST = "run.json"
 METRICS = "metrics.jsonl"
@@ -129,66 +128,6 @@ def effective_status(manifest: dict, now: float | None = None) -> str:
     return status
 
 
-def versions() -> dict:
-    """Versions of what produced a run; imports nothing heavy that is not already loaded."""
-    from spintui import __version__
-
-    out = {"python": platform.python_version(), "spintui": __version__}
-    for mod in ("torch", "gymnasium", "numpy", "triton"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            out[mod] = getattr(m, "__version__", "?")
-    revision = git_revision()
-    if revision:
-        out["spintui_git"] = revision
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        out["cuda"] = torch.version.cuda
-        out["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        from spintui.profiles.gpu import driver_version
-
-        drv = driver_version()
-        if drv:
-            out["nvidia_driver"] = drv
-    except Exception:  # telemetry is optional; never fail a run for it
-        pass
-    return out
-
-
-def git_revision(start: Path | None = None) -> str | None:
-    """The commit of the spintui checkout this code runs from, read from .git without a subprocess."""
-    here = (start or Path(__file__)).resolve()
-    for parent in [here, *here.parents]:
-        git = parent / ".git"
-        if git.is_file():  # a worktree: "gitdir: PATH"
-            try:
-                git = Path(git.read_text().split(":", 1)[1].strip())
-            except (OSError, IndexError):
-                return None
-        if git.is_dir():
-            try:
-                head = (git / "HEAD").read_text().strip()
-                if not head.startswith("ref:"):
-                    return head[:12]
-                ref = head.split(" ", 1)[1]
-                ref_file = git / ref
-                if not ref_file.exists():  # worktrees keep refs in the common dir
-                    common = git / "commondir"
-                    if common.exists():
-                        ref_file = (git / common.read_text().strip()).resolve() / ref
-                if ref_file.exists():
-                    return ref_file.read_text().strip()[:12]
-                packed = (ref_file.parents[len(Path(ref).parts) - 1] / "packed-refs")
-                for line in packed.read_text().splitlines() if packed.exists() else []:
-                    if line.endswith(" " + ref):
-                        return line.split()[0][:12]
-            except OSError:
-                return None
-            return None
-    return None
-
-
 def _safe_name_part(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "-" for c in text)
 
@@ -242,7 +181,7 @@ def create_run(
         "seed": seed,
         "config": config or {},
         "argv": list(sys.argv if argv is None else argv),
-        "host": socket.gethostname(),
+        "host": host_name(),
         "pid": os.getpid(),
         "start_time": now,
         "heartbeat": now,
@@ -269,7 +208,7 @@ class RunWriter:
         if claim:
             # The process that writes the run owns it: viewers match GPU processes by this pid.
             self.manifest["pid"] = os.getpid()
-            self.manifest["host"] = socket.gethostname()
+            self.manifest["host"] = host_name()
             self.manifest["status"] = "running"
             self.manifest["end_time"] = None
             self.manifest["versions"] = {**self.manifest.get("versions", {}), **versions()}
@@ -450,7 +389,7 @@ def request_stop(run_dir: Path | str) -> None:
     """Ask a run's producer for a clean stop; works from any host that sees the directory."""
     control = Path(run_dir) / CONTROL
     control.mkdir(exist_ok=True)
-    (control / STOP_REQUEST).write_text(f"{socket.gethostname()} {os.getpid()} {time.time()}\n")
+    (control / STOP_REQUEST).write_text(f"{host_name()} {os.getpid()} {time.time()}\n")
 
 
 # ------------------------------------------------------------------------------------------------
