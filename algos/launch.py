@@ -28,7 +28,8 @@ import traceback
 from pathlib import Path
 
 from spintui.algos.config import config_from_manifest
-from spintui.profiles.store import RunWriter, read_manifest, request_stop
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import read_manifest, request_stop
 
 
 class RankWriter:

@@ -64,7 +64,9 @@ from typing import Any, Callable
 
 from spintui.errors import ConfigError
 from spintui.profiles import provenance
-from spintui.profiles.store import RunReader, RunWriter, read_manifest, write_json_atomic
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import read_manifest, write_json_atomic
 
 SCHEMA_VERSION = 1
 PROFILE_KIND = "spintui.blocksparse_profile"

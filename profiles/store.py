@@ -1,6 +1,6 @@
 """The run directory: the one contract between producers (trainers, kernel benchmarks) and viewers.
 
-A run is a directory::
+A run is a directory (every path in it comes from `RunPaths`)::
 
     2026-11-26_140311_sac_Pendulum-v1_s0/
         run.json        manifest: kind, algo, env, resolved config, seed, argv, host, pid, versions,
@@ -9,8 +9,13 @@ A run is a directory::
                         kernel timings, and the names of scalar series
         scalars.bin     append-only fixed-size binary records (key, check, time, step, value)
         progress.txt    Spinning Up compatible tab-separated epoch table (for existing plot tools)
-        checkpoints/    written by trainers
+        output.log      stdout and stderr of a producer the CLI started
+        checkpoints/    written by trainers (latest.pt)
         control/        requests from viewers to the producer (a `stop` file asks for a clean stop)
+
+Modules: this one holds the layout, the manifest (create, read, status); profiles/run_writer.py the
+producer's side, profiles/run_reader.py the viewer's side, profiles/records.py the log formats,
+profiles/runs.py finding and listing runs.
 
 Why this design:
 
@@ -38,67 +43,88 @@ This module imports neither torch nor Textual: producers and viewers both use it
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import os
-import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from spintui.errors import RunError
 from spintui.profiles.provenance import host_name, versions
+from spintui.profiles.records import json_default
 
 MANIFEST = "run.json"
 METRICS = "metrics.jsonl"
 SCALARS = "scalars.bin"
 PROGRESS = "progress.txt"
+OUTPUT_LOG = "output.log"
 CONTROL = "control"
 STOP_REQUEST = "stop"
 CHECKPOINTS = "checkpoints"
+LATEST_CHECKPOINT = "latest.pt"
 
-HEARTBEAT_INTERVAL_S = 2.0
-FLUSH_INTERVAL_S = 1.0
 STALE_AFTER_S = 30.0
 
 STATUSES = ("running", "finished", "failed", "stopped")
 
-# key (uint32), check (uint32 = key ^ MAGIC), wall time (float64), step (int64), value (float64)
-SCALAR_FORMAT = "<IIdqd"
-SCALAR_SIZE = struct.calcsize(SCALAR_FORMAT)
-SCALAR_MAGIC = 0x5350494E  # "SPIN": a zero-filled or misaligned record fails the check
-_pack_scalar = struct.Struct(SCALAR_FORMAT).pack
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every path inside one run directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def scalars(self) -> Path:
+        return self.root / SCALARS
+
+    @property
+    def progress(self) -> Path:
+        return self.root / PROGRESS
+
+    @property
+    def output_log(self) -> Path:
+        return self.root / OUTPUT_LOG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    @property
+    def latest_checkpoint(self) -> Path:
+        return self.checkpoints / LATEST_CHECKPOINT
+
+    @property
+    def control(self) -> Path:
+        return self.root / CONTROL
+
+    @property
+    def stop_request(self) -> Path:
+        return self.control / STOP_REQUEST
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return str(obj)
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf; keep them readable as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def dumps(record: dict) -> str:
-    return json.dumps(record, separators=(",", ":"), default=_json_default, allow_nan=False)
+# --------------------------------------------------------------------------------------------------
+# The manifest
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Replace `path` with `data` so that a reader sees the old or the new file, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    payload = json.dumps(data, indent=2, default=_json_default).encode()
+    payload = json.dumps(data, indent=2, default=json_default).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, payload)
@@ -109,13 +135,17 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def read_manifest(run_dir: Path | str) -> dict:
-    path = Path(run_dir) / MANIFEST
+    path = RunPaths(run_dir).manifest
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise RunError(f"{run_dir} is not a spintui run (no {MANIFEST})") from None
     except (OSError, ValueError) as exc:
         raise RunError(f"cannot read {path}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Status
 
 
 def effective_status(manifest: dict, now: float | None = None) -> str:
@@ -126,6 +156,10 @@ def effective_status(manifest: dict, now: float | None = None) -> str:
         if now - float(manifest.get("heartbeat", 0.0)) > STALE_AFTER_S:
             return "crashed"
     return status
+
+
+# --------------------------------------------------------------------------------------------------
+# Creating runs and asking them to stop
 
 
 def _safe_name_part(text: str) -> str:
@@ -192,345 +226,12 @@ def create_run(
     }
     if extra:
         manifest.update(extra)
-    write_json_atomic(candidate / MANIFEST, manifest)
+    write_json_atomic(RunPaths(candidate).manifest, manifest)
     return candidate
-
-
-class RunWriter:
-    """The producer's side of a run: buffered, crash-safe appends plus the heartbeat.
-
-    Use as a context manager, or call ``close(status)``. All methods are thread-safe.
-    """
-
-    def __init__(self, run_dir: Path | str, *, heartbeat: bool = True, claim: bool = True):
-        self.run_dir = Path(run_dir)
-        self.manifest = read_manifest(self.run_dir)
-        if claim:
-            # The process that writes the run owns it: viewers match GPU processes by this pid.
-            self.manifest["pid"] = os.getpid()
-            self.manifest["host"] = host_name()
-            self.manifest["status"] = "running"
-            self.manifest["end_time"] = None
-            self.manifest["versions"] = {**self.manifest.get("versions", {}), **versions()}
-        self._lock = threading.Lock()
-        self._lines: list[str] = []
-        self._scalars = bytearray()
-        self._keys: dict[str, int] = {}
-        self._progress_columns: list[str] | None = None
-        self._metrics_fd = self._open_append(self.run_dir / METRICS, None)
-        self._scalars_fd = self._open_append(self.run_dir / SCALARS, SCALAR_SIZE)
-        self._load_existing_keys()
-        self._closed = False
-        self._stop_requested = threading.Event()
-        self._manifest_dirty = True
-        self._write_manifest()
-        self._thread: threading.Thread | None = None
-        if heartbeat:
-            self._thread = threading.Thread(target=self._background, name="spintui-run-writer", daemon=True)
-            self._thread.start()
-
-    # -- opening -----------------------------------------------------------------------------
-    @staticmethod
-    def _open_append(path: Path, record_size: int | None) -> int:
-        """Open a log for appending; first repair a torn tail left by a killed writer."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        size = os.fstat(fd).st_size
-        if size and record_size is None:
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    os.write(fd, b"\n")  # the torn JSON record becomes a lone bad line
-        elif size and size % record_size:
-            os.write(fd, b"\0" * (record_size - size % record_size))  # zeros fail the check
-        return fd
-
-    def _load_existing_keys(self) -> None:
-        path = self.run_dir / METRICS
-        if path.stat().st_size == 0:
-            return
-        for rec in iter_jsonl(path.read_bytes()):
-            if rec.get("kind") == "key":
-                self._keys[rec["name"]] = int(rec["id"])
-
-    # -- producer API ------------------------------------------------------------------------
-    def log(self, kind: str, **fields: Any) -> None:
-        """Append one JSON record, e.g. ``log("event", message="checkpoint saved")``."""
-        fields.setdefault("time", time.time())
-        record = {"kind": kind}
-        record.update({k: _clean(v) for k, v in fields.items()})
-        line = dumps(record) + "\n"
-        with self._lock:
-            self._lines.append(line)
-
-    def scalar(self, name: str, value: float, step: int) -> None:
-        self.scalars({name: value}, step)
-
-    def scalars(self, values: dict[str, float], step: int) -> None:
-        """Append a value per name at `step` (high-volume path: losses, Q values, timings)."""
-        now = time.time()
-        with self._lock:
-            for name, value in values.items():
-                key = self._keys.get(name)
-                if key is None:
-                    key = self._keys[name] = len(self._keys)
-                    self._lines.append(dumps({"kind": "key", "id": key, "name": name, "time": now}) + "\n")
-                self._scalars += _pack_scalar(key, key ^ SCALAR_MAGIC, now, int(step), float(value))
-
-    def episode(self, step: int, ret: float, length: int, *, test: bool = False, **extra: Any) -> None:
-        self.log("episode", step=int(step), ret=float(ret), length=int(length), test=test, **extra)
-
-    def epoch(self, epoch: int, step: int, stats: dict[str, float]) -> None:
-        """An epoch summary with Spinning Up's column names; also appended to progress.txt."""
-        stats = {k: _clean(float(v)) if isinstance(v, (int, float)) or hasattr(v, "item") else v
-                 for k, v in stats.items()}
-        self.log("epoch", epoch=int(epoch), step=int(step), stats=stats)
-        row = {"Epoch": epoch, **stats}
-        with self._lock:
-            path = self.run_dir / PROGRESS
-            if self._progress_columns is None:
-                self._progress_columns = list(row)
-                if not path.exists() or path.stat().st_size == 0:
-                    with open(path, "a") as f:
-                        f.write("\t".join(self._progress_columns) + "\n")
-            cells = ["" if row.get(c) is None else (f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]))
-                     for c in self._progress_columns]
-            with open(path, "a") as f:
-                f.write("\t".join(cells) + "\n")
-
-    def event(self, message: str, **extra: Any) -> None:
-        self.log("event", message=message, **extra)
-
-    def set_progress(self, **progress: Any) -> None:
-        """Small summary kept in the manifest for listings: step, total_steps, last_return, ..."""
-        with self._lock:
-            self.manifest.setdefault("progress", {}).update({k: _clean(v) for k, v in progress.items()})
-            self._manifest_dirty = True
-
-    def update_manifest(self, **fields: Any) -> None:
-        with self._lock:
-            self.manifest.update(fields)
-            self._manifest_dirty = True
-        self._write_manifest()
-
-    @property
-    def stop_requested(self) -> bool:
-        """True once a viewer asked for a clean stop (control/stop) or ``request_stop`` was called."""
-        return self._stop_requested.is_set()
-
-    def request_stop(self) -> None:
-        self._stop_requested.set()
-
-    # -- flushing ----------------------------------------------------------------------------
-    def flush(self) -> None:
-        with self._lock:
-            lines, self._lines = self._lines, []
-            blob, self._scalars = bytes(self._scalars), bytearray()
-            # Key records go out before the binary records that use them (readers read scalars.bin
-            # first, then metrics.jsonl), so the order of these two writes matters.
-            if lines:
-                os.write(self._metrics_fd, "".join(lines).encode())
-            if blob:
-                os.write(self._scalars_fd, blob)
-
-    def _write_manifest(self) -> None:
-        with self._lock:
-            self.manifest["heartbeat"] = time.time()
-            snapshot = json.loads(json.dumps(self.manifest, default=_json_default))
-            self._manifest_dirty = False
-        write_json_atomic(self.run_dir / MANIFEST, snapshot)
-
-    def _background(self) -> None:
-        last_beat = time.monotonic()
-        stop_file = self.run_dir / CONTROL / STOP_REQUEST
-        while not self._closed:
-            time.sleep(FLUSH_INTERVAL_S / 4)
-            if self._closed:
-                break
-            try:
-                self.flush()
-                if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
-                    last_beat = time.monotonic()
-                    self._write_manifest()
-                    if stop_file.exists():
-                        self._stop_requested.set()
-            except OSError:  # a full disk must not kill training; the next beat retries
-                pass
-
-    def close(self, status: str = "finished", **fields: Any) -> None:
-        if self._closed:
-            return
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        self._closed = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.flush()
-        with self._lock:
-            self.manifest.update(fields)
-            self.manifest["status"] = status
-            self.manifest["end_time"] = time.time()
-        self._write_manifest()
-        os.close(self._metrics_fd)
-        os.close(self._scalars_fd)
-
-    def __enter__(self) -> "RunWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close("stopped" if self.stop_requested else "finished")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.close("stopped")
-        else:
-            self.close("failed", error=f"{exc_type.__name__}: {exc}")
 
 
 def request_stop(run_dir: Path | str) -> None:
     """Ask a run's producer for a clean stop; works from any host that sees the directory."""
-    control = Path(run_dir) / CONTROL
-    control.mkdir(exist_ok=True)
-    (control / STOP_REQUEST).write_text(f"{host_name()} {os.getpid()} {time.time()}\n")
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading
-
-
-def iter_jsonl(data: bytes) -> Iterable[dict]:
-    """Parse complete JSON lines, skipping any that do not parse (a torn or damaged record)."""
-    body = data.strip()
-    if body:
-        # Fast path: one json.loads over all lines (about twice as fast as one call per line).
-        # Raw newlines cannot occur inside JSON strings, so they only separate records; any
-        # damaged or blank line makes this fail and the careful per-line path below runs instead.
-        try:
-            records = json.loads(b"[" + body.replace(b"\n", b",") + b"]")
-        except ValueError:
-            pass
-        else:
-            yield from (rec for rec in records if isinstance(rec, dict))
-            return
-    for raw in data.split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            yield rec
-
-
-@dataclass
-class ScalarSeries:
-    """One named series: parallel numpy arrays, appended to as a run grows."""
-
-    name: str
-    steps: Any = None
-    times: Any = None
-    values: Any = None
-
-    def __len__(self) -> int:
-        return 0 if self.steps is None else len(self.steps)
-
-
-@dataclass
-class Update:
-    """What a poll found since the previous one."""
-
-    records: list[dict] = field(default_factory=list)
-    scalars: dict[str, ScalarSeries] = field(default_factory=dict)  # only the new points per name
-    manifest: dict | None = None  # set when run.json changed
-
-    def __bool__(self) -> bool:
-        return bool(self.records or self.scalars or self.manifest is not None)
-
-
-class RunReader:
-    """Incremental reader of one run: each ``poll()`` returns only what is new since the last one.
-
-    Works on live, finished, crashed and copied runs, on any filesystem; never writes.
-    """
-
-    def __init__(self, run_dir: Path | str):
-        self.run_dir = Path(run_dir)
-        if not (self.run_dir / MANIFEST).exists():
-            raise RunError(f"{self.run_dir} is not a spintui run (no {MANIFEST})")
-        self._metrics_offset = 0
-        self._scalars_offset = 0
-        self._manifest_stamp: tuple | None = None
-        self.manifest: dict = {}
-        self.key_names: dict[int, str] = {}
-
-    def _read_from(self, path: Path, offset: int) -> bytes:
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read()
-        except FileNotFoundError:
-            return b""
-
-    def poll(self) -> Update:
-        import numpy as np
-
-        update = Update()
-        try:
-            st = os.stat(self.run_dir / MANIFEST)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            if stamp != self._manifest_stamp:
-                self.manifest = read_manifest(self.run_dir)
-                self._manifest_stamp = stamp
-                update.manifest = self.manifest
-        except (OSError, RunError):
-            pass  # being replaced right now, or the directory went away: keep the last one
-
-        # Binary scalars first, then the JSON log that names their keys (see module docstring).
-        blob = self._read_from(self.run_dir / SCALARS, self._scalars_offset)
-        usable = len(blob) - len(blob) % SCALAR_SIZE
-        blob = blob[:usable]
-        self._scalars_offset += usable
-
-        data = self._read_from(self.run_dir / METRICS, self._metrics_offset)
-        end = data.rfind(b"\n") + 1  # a record without its newline is still being written
-        self._metrics_offset += end
-        for rec in iter_jsonl(data[:end]):
-            if rec.get("kind") == "key":
-                try:
-                    self.key_names[int(rec["id"])] = str(rec["name"])
-                except (KeyError, ValueError, TypeError):
-                    pass
-            else:
-                update.records.append(rec)
-
-        if blob:
-            arr = np.frombuffer(blob, dtype=scalar_dtype())
-            keys = arr["key"]
-            valid = (keys ^ arr["check"]) == SCALAR_MAGIC
-            if not valid.all():  # zero-filled or damaged records
-                arr = arr[valid]
-                keys = arr["key"]
-            if len(arr):
-                counts = np.bincount(keys)
-                present = np.flatnonzero(counts)
-                columns = {f: arr[f] for f in ("step", "time", "value")}
-                if len(present) == 1:
-                    groups = [(int(present[0]), slice(None))]
-                elif len(present) <= 16:  # a boolean pass per key beats sorting a million keys
-                    groups = [(int(k), keys == k) for k in present]
-                else:
-                    order = np.argsort(keys, kind="stable")
-                    bounds = np.concatenate(([0], np.cumsum(counts[present])))
-                    groups = [(int(k), order[lo:hi]) for k, lo, hi in zip(present, bounds[:-1], bounds[1:])]
-                for key, index in groups:
-                    name = self.key_names.get(key, f"key{key}")
-                    step, when, value = (np.array(columns[f][index]) for f in ("step", "time", "value"))
-                    update.scalars[name] = ScalarSeries(name, step, when, value)
-        return update
-
-
-@functools.lru_cache(maxsize=1)
-def scalar_dtype():
-    """numpy dtype of one scalars.bin record (numpy is imported only by readers)."""
-    import numpy as np
-
-    return np.dtype([("key", "<u4"), ("check", "<u4"), ("time", "<f8"), ("step", "<i8"), ("value", "<f8")])
+    paths = RunPaths(run_dir)
+    paths.control.mkdir(exist_ok=True)
+    paths.stop_request.write_text(f"{host_name()} {os.getpid()} {time.time()}\n")

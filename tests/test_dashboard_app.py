@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spintui.profiles.store import RunWriter, create_run, read_manifest
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import RunPaths, create_run, read_manifest
 from spintui.tui.app import Dashboard, HelpScreen, PlotView, QuitDialog
 
 SIZE = (120, 40)
@@ -258,7 +259,8 @@ PRODUCER = textwrap.dedent("""
     # A tiny real trainer: writes the run through RunWriter and stops cleanly like algos.launch.
     import signal, sys, time
     from pathlib import Path
-    from spintui.profiles.store import RunWriter
+    from spintui.profiles.run_writer import RunWriter
+    from spintui.profiles.store import RunPaths
     run_dir, seconds = Path(sys.argv[1]), float(sys.argv[2])
     done_file = run_dir.parent / "finish-now"  # the test's way to let training end normally
     run = RunWriter(run_dir)
@@ -271,8 +273,8 @@ PRODUCER = textwrap.dedent("""
             run.episode(step, -1000.0 + step, 50)
             run.set_progress(step=step, total_steps=int(seconds * 500))
         time.sleep(0.002)
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
-    (run_dir / "checkpoints" / "final.txt").write_text(str(step))  # the final checkpoint
+    RunPaths(run_dir).checkpoints.mkdir(exist_ok=True)
+    (RunPaths(run_dir).checkpoints / "final.txt").write_text(str(step))  # the final checkpoint
     run.close("stopped" if run.stop_requested else "finished")
 """)
 
@@ -340,8 +342,8 @@ def test_stop_ends_the_run_cleanly_with_a_checkpoint(tmp_path):
         app = run_async(go())
         assert app.outcome == "stopped"
         assert wait_status(rd, proc, timeout=5) == "stopped"
-        assert (rd / "checkpoints" / "final.txt").exists()
-        assert (rd / "control" / "stop").exists(), "the stop request is also left for other hosts"
+        assert (RunPaths(rd).checkpoints / "final.txt").exists()
+        assert RunPaths(rd).stop_request.exists(), "the stop request is also left for other hosts"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -529,7 +531,7 @@ def test_screen_snapshot_of_a_recorded_run(tmp_path):
     manifest = read_manifest(rd)
     manifest.update(start_time=1_790_000_000.0, end_time=1_790_000_754.0, heartbeat=1_790_000_754.0,
                     host="snapshot-host", pid=1)
-    write_json_atomic(rd / "run.json", manifest)
+    write_json_atomic(RunPaths(rd).manifest, manifest)
 
     async def go():
         app = Dashboard([rd], refresh_s=0.05, telemetry=False)
@@ -587,7 +589,7 @@ def test_ctrl_c_in_a_headless_watch_never_stops_the_training(tmp_path):
             pytest.fail("the watcher ignored Ctrl-C; its stacks:\n" + watcher.communicate(timeout=10)[1][-4000:])
         assert code == 130
         time.sleep(0.3)
-        assert proc.poll() is None and not (rd / "control" / "stop").exists()
+        assert proc.poll() is None and not RunPaths(rd).stop_request.exists()
         (tmp_path / "finish-now").touch()
         assert wait_status(rd, proc) == "finished"
     finally:

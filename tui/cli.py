@@ -290,7 +290,7 @@ def start_trainer(run_dir: Path):
 
 
 def _failure_reason(run_dir: Path) -> str:
-    from spintui.profiles.store import read_manifest
+    from spintui.profiles.store import RunPaths, read_manifest
 
     try:
         error = read_manifest(run_dir).get("error")
@@ -299,7 +299,7 @@ def _failure_reason(run_dir: Path) -> str:
     if error:
         return str(error).splitlines()[0]
     try:
-        lines = [ln for ln in (run_dir / "output.log").read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln for ln in RunPaths(run_dir).output_log.read_text(errors="replace").splitlines() if ln.strip()]
         return lines[-1] if lines else "the trainer exited without a message"
     except OSError:
         return "the trainer exited without a message"

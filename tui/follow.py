@@ -16,7 +16,8 @@ from statistics import fmean
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from spintui.profiles.store import RunReader, effective_status, request_stop
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.store import effective_status, request_stop
 
 POLL_S = 0.5
 MEAN_OF_EPISODES = 10  # the progress bar's return is the mean of this many latest training episodes
