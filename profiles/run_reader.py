@@ -50,7 +50,7 @@ class RunReader:
     def __init__(self, run_dir: Path | str):
         self.run_dir = Path(run_dir)
         self.paths = RunPaths(self.run_dir)
-        if not self.paths.manifest.exists():
+        if not os.path.lexists(self.paths.manifest):  # a damaged one is read (and skipped) by poll
             raise RunError(f"{self.run_dir} is not a spintui run (no {MANIFEST})")
         self._metrics_offset = 0
         self._scalars_offset = 0
@@ -63,7 +63,7 @@ class RunReader:
             with open(path, "rb") as f:
                 f.seek(offset)
                 return f.read()
-        except FileNotFoundError:
+        except OSError:  # not there yet, or not a file: nothing to read
             return b""
 
     def poll(self) -> Update:
@@ -78,7 +78,7 @@ class RunReader:
                 self._manifest_stamp = stamp
                 update.manifest = self.manifest
         except (OSError, RunError):
-            pass  # being replaced right now, or the directory went away: keep the last one
+            pass  # damaged, or the directory went away: keep the last one
 
         # Binary scalars first, then the JSON log that names their keys (see module docstring).
         blob = self._read_from(self.paths.scalars, self._scalars_offset)

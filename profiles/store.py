@@ -37,6 +37,10 @@ Why this design:
 * Cheap for producers. Records are buffered in memory and flushed by a background thread at least
   every second (and at exit), the same thread that refreshes the heartbeat every 2 s, so a training
   loop pays only for formatting.
+* Tolerant reading. `read_manifest` returns every documented field with its documented type (a
+  field that is missing or of another type gets its default), so no viewer trips over an odd value;
+  a run.json that cannot be read as a JSON object raises `DamagedRunError`, which listings show as
+  status "damaged" beside the other runs.
 
 This module imports neither torch nor Textual: producers and viewers both use it.
 """
@@ -44,7 +48,9 @@ This module imports neither torch nor Textual: producers and viewers both use it
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import sys
 import threading
 import time
@@ -69,6 +75,7 @@ LATEST_CHECKPOINT = "latest.pt"
 STALE_AFTER_S = 30.0
 
 STATUSES = ("running", "finished", "failed", "stopped")
+DAMAGED = "damaged"  # shown for a run whose run.json cannot be read; never written
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,64 @@ class RunPaths:
         return self.control / STOP_REQUEST
 
 
+class DamagedRunError(RunError):
+    """run.json exists but is not a readable JSON object; `reason` says how, in a few words."""
+
+    def __init__(self, run_dir: Path | str, reason: str):
+        super().__init__(f"run {run_dir} is damaged: {reason}")
+        self.run_dir = Path(run_dir)
+        self.reason = reason
+
+
 # --------------------------------------------------------------------------------------------------
 # The manifest
+
+_NUMBER = "number"
+# field: (type, default); `read_manifest` gives every one of them, of this type or the default.
+MANIFEST_FIELDS: dict[str, tuple[Any, Any]] = {
+    "format": (int, 1),
+    "name": (str, None),
+    "kind": (str, None),
+    "algo": (str, None),
+    "benchmark": (str, None),
+    "env": (str, None),
+    "seed": (int, None),
+    "config": (dict, {}),
+    "argv": (list, []),
+    "host": (str, None),
+    "pid": (int, None),
+    "start_time": (_NUMBER, None),
+    "heartbeat": (_NUMBER, None),
+    "end_time": (_NUMBER, None),
+    "status": (str, "unknown"),
+    "versions": (dict, {}),
+    "progress": (dict, {}),
+}
+OPTIONAL_FIELDS = {"environment": dict, "compare": dict}  # checked only where present (profiles)
+PROGRESS_NUMBERS = ("step", "total_steps", "epoch", "last_return", "test_return", "steps_per_sec", "eta_s",
+                    "wrong", "errors")
+
+
+def _has_type(value: Any, kind: Any) -> bool:
+    if kind is _NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def normalize_manifest(raw: dict) -> dict:
+    """A copy of `raw` with every documented field present and of its documented type."""
+    manifest = dict(raw)
+    for key, (kind, default) in MANIFEST_FIELDS.items():
+        if not _has_type(manifest.get(key), kind):
+            manifest[key] = type(default)() if isinstance(default, (dict, list)) else default
+    for key, kind in OPTIONAL_FIELDS.items():
+        if key in manifest and manifest[key] is not None and not isinstance(manifest[key], kind):
+            manifest[key] = None
+    manifest["progress"] = {k: v for k, v in manifest["progress"].items()
+                            if k not in PROGRESS_NUMBERS or v is None or _has_type(v, _NUMBER)}
+    return manifest
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -135,13 +198,32 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def read_manifest(run_dir: Path | str) -> dict:
+    """The run's manifest, normalized; RunError if there is none, DamagedRunError if it is unusable."""
     path = RunPaths(run_dir).manifest
     try:
-        return json.loads(path.read_text())
+        st = os.stat(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise DamagedRunError(run_dir, f"{MANIFEST} is a broken link") from None
         raise RunError(f"{run_dir} is not a spintui run (no {MANIFEST})") from None
-    except (OSError, ValueError) as exc:
-        raise RunError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise DamagedRunError(run_dir, f"cannot read {MANIFEST}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):  # never open a directory or a FIFO (a read could block)
+        raise DamagedRunError(run_dir, f"{MANIFEST} is not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DamagedRunError(run_dir, f"cannot read {MANIFEST}: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise DamagedRunError(run_dir, f"{MANIFEST} is not valid JSON ({exc.msg}: line {exc.lineno} "
+                                       f"column {exc.colno})") from None
+    except ValueError:  # not UTF-8
+        raise DamagedRunError(run_dir, f"{MANIFEST} is not JSON text") from None
+    if not isinstance(raw, dict):
+        raise DamagedRunError(run_dir, f"{MANIFEST} holds a JSON {type(raw).__name__}, not an object")
+    return normalize_manifest(raw)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -150,10 +232,13 @@ def read_manifest(run_dir: Path | str) -> dict:
 
 def effective_status(manifest: dict, now: float | None = None) -> str:
     """The status to show: a run marked running whose heartbeat is stale has crashed."""
-    status = manifest.get("status", "unknown")
+    status = manifest.get("status")
+    if not isinstance(status, str):
+        return "unknown"
     if status == "running":
         now = time.time() if now is None else now
-        if now - float(manifest.get("heartbeat", 0.0)) > STALE_AFTER_S:
+        beat = manifest.get("heartbeat")
+        if not _has_type(beat, _NUMBER) or now - beat > STALE_AFTER_S:
             return "crashed"
     return status
 

@@ -222,7 +222,7 @@ def test_not_a_run(tmp_path):
     with pytest.raises(RunError, match="not a spintui run"):
         RunReader(tmp_path)
     RunPaths(tmp_path).manifest.write_text("{not json")
-    with pytest.raises(RunError, match="cannot read"):
+    with pytest.raises(RunError, match="damaged: run.json is not valid JSON"):
         read_manifest(tmp_path)
 
 

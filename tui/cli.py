@@ -79,13 +79,14 @@ def runs_cmd(
     runs_dir: Optional[Path] = RunsDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List runs with their status (a running run with a stale heartbeat shows as crashed)."""
+    """List runs with their status (a running run whose trainer is gone shows as crashed; one whose
+    run.json cannot be read, as damaged with the reason)."""
     from spintui.profiles.runs import format_age, list_runs
 
     directory = runs_dir_or_default(runs_dir)
     if runs_dir is not None and not directory.exists():
         raise CLIError(f"runs directory {directory} does not exist")
-    runs = list_runs(directory)
+    runs = list_runs(directory)  # a file instead of a directory is a UsageError
     now = time.time()
     rows = []
     for r in runs:
@@ -98,23 +99,26 @@ def runs_cmd(
             "algo": m.get("algo") or m.get("benchmark"),
             "env": m.get("env"),
             "status": r.status,
+            "reason": r.reason,
             "steps": progress.get("step"),
             "total_steps": progress.get("total_steps"),
             "last_return": progress.get("last_return"),
             "start_time": m.get("start_time"),
-            "age_s": round(now - r.start_time, 1),
+            "age_s": round(now - r.start_time, 1) if r.start_time else None,
         })
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     if not rows:
         console.print(f"No runs in {directory}. Start one: spintui train sac --env Pendulum-v1")
         return
-    colours = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red bold", "stopped": "yellow"}
+    colours = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red bold", "stopped": "yellow",
+               "damaged": "magenta"}
     table = Table(title=f"runs in {directory}", title_justify="left")
     for col in ("name", "kind", "algo", "env", "status", "steps", "last return", "age"):
         table.add_column(col, justify="right" if col in ("steps", "last return", "age") else "left")
@@ -123,9 +127,10 @@ def runs_cmd(
         if row["steps"] is not None and row["total_steps"]:
             steps += f"/{row['total_steps']:,}"
         ret = "" if row["last_return"] is None else f"{row['last_return']:.1f}"
-        status = row["status"]
-        table.add_row(row["name"], row["kind"] or "", row["algo"] or "", row["env"] or "",
-                      f"[{colours.get(status, 'white')}]{status}[/]", steps, ret, format_age(row["age_s"]))
+        status = escape(row["status"] + (f" ({row['reason']})" if row["reason"] else ""))
+        age = "" if row["age_s"] is None else format_age(row["age_s"])
+        table.add_row(*(escape(row[k] or "") for k in ("name", "kind", "algo", "env")),
+                      f"[{colours.get(row['status'], 'white')}]{status}[/]", steps, ret, age)
     console.print(table)
 
 
@@ -315,8 +320,11 @@ def watch_cmd(
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Open the live dashboard on one or more runs, live or finished."""
+    from spintui.profiles.runs import resolve_watch_runs
+
     directory = runs_dir_or_default(runs_dir)
-    run_dirs = resolve_watch_runs(runs or ["latest"], directory)
+    run_dirs = resolve_watch_runs(runs or ["latest"], directory,
+                                  warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         if len(run_dirs) > 1:
             raise UsageProblem("watching several runs needs a terminal; give one run to follow it headless")
@@ -330,28 +338,6 @@ def watch_cmd(
     from spintui.tui.app import run_dashboard
 
     run_dashboard(run_dirs, preload=preload)
-
-
-def resolve_watch_runs(specs: list[str], runs_dir: Path) -> list[Path]:
-    """Run directories from paths, names, `latest` or globs (of paths or of names under runs_dir)."""
-    import glob
-
-    from spintui.profiles.runs import resolve_run
-    from spintui.profiles.store import MANIFEST
-
-    out: list[Path] = []
-    for spec in specs:
-        if any(ch in spec for ch in "*?["):
-            hits = sorted({*glob.glob(os.path.expanduser(spec)), *glob.glob(str(runs_dir / spec))})
-            found = [Path(h) for h in hits if (Path(h) / MANIFEST).is_file()]
-            if not found:
-                raise RunError(f"no runs match {spec!r} (as a path or a name in {runs_dir})")
-        else:
-            found = [resolve_run(spec, runs_dir)]
-        for path in found:
-            if all(path.resolve() != p.resolve() for p in out):
-                out.append(path)
-    return out
 
 
 @app.command("eval")

@@ -30,11 +30,12 @@ def _is_number(value) -> bool:
 
 
 def _epoch_line(rec: dict) -> str:
-    stats = rec.get("stats", {})
-    parts = [f"epoch {rec.get('epoch')}", f"step {rec.get('step', 0):,}"]
+    stats = rec.get("stats") if isinstance(rec.get("stats"), dict) else {}
+    step = rec.get("step", 0)
+    parts = [f"epoch {rec.get('epoch')}", f"step {step:,}" if _is_number(step) else "step ?"]
     for key in EPOCH_COLUMNS:
         value = stats.get(key)
-        if isinstance(value, (int, float)):
+        if _is_number(value):
             parts.append(f"{key} {value:.4g}")
     return "  ".join(parts)
 
