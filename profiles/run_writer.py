@@ -15,7 +15,7 @@ from typing import Any
 
 from spintui.profiles.provenance import host_name, versions
 from spintui.profiles.records import SCALAR_MAGIC, SCALAR_SIZE, clean, dumps, iter_jsonl, json_default, pack_scalar
-from spintui.profiles.store import STATUSES, RunPaths, read_manifest, write_json_atomic
+from spintui.profiles.store import STATUSES, RunPaths, process_start_time, read_manifest, write_json_atomic
 
 HEARTBEAT_INTERVAL_S = 2.0
 FLUSH_INTERVAL_S = 1.0
@@ -32,8 +32,10 @@ class RunWriter:
         self.paths = RunPaths(self.run_dir)
         self.manifest = read_manifest(self.run_dir)
         if claim:
-            # The process that writes the run owns it: viewers match GPU processes by this pid.
+            # The process that writes the run owns it: viewers match GPU processes by this pid, and
+            # on this host a running run whose process is gone shows as crashed at once.
             self.manifest["pid"] = os.getpid()
+            self.manifest["pid_start_time"] = process_start_time()
             self.manifest["host"] = host_name()
             self.manifest["status"] = "running"
             self.manifest["end_time"] = None

@@ -41,6 +41,11 @@ Why this design:
   field that is missing or of another type gets its default), so no viewer trips over an odd value;
   a run.json that cannot be read as a JSON object raises `DamagedRunError`, which listings show as
   status "damaged" beside the other runs.
+* Dead writers show at once. The process that writes a run claims it (RunWriter), recording its pid
+  and the process's start time. A viewer on the same host shows a running run whose writer process
+  is gone (or whose pid now belongs to another process) as crashed at once; elsewhere, a heartbeat
+  older than 30 s means crashed. `create_run` records no start time: the CLI that creates a run
+  exits while its trainer starts, so an unclaimed run only goes by its heartbeat.
 
 This module imports neither torch nor Textual: producers and viewers both use it.
 """
@@ -73,6 +78,7 @@ CHECKPOINTS = "checkpoints"
 LATEST_CHECKPOINT = "latest.pt"
 
 STALE_AFTER_S = 30.0
+START_TIME_SLACK_S = 2.0  # /proc/stat's boot time (psutil's base for start times) may move by 1 s
 
 STATUSES = ("running", "finished", "failed", "stopped")
 DAMAGED = "damaged"  # shown for a run whose run.json cannot be read; never written
@@ -150,6 +156,7 @@ MANIFEST_FIELDS: dict[str, tuple[Any, Any]] = {
     "argv": (list, []),
     "host": (str, None),
     "pid": (int, None),
+    "pid_start_time": (_NUMBER, None),  # set when a writer claims the run (see effective_status)
     "start_time": (_NUMBER, None),
     "heartbeat": (_NUMBER, None),
     "end_time": (_NUMBER, None),
@@ -230,15 +237,67 @@ def read_manifest(run_dir: Path | str) -> dict:
 # Status
 
 
+def process_start_time(pid: int | None = None) -> float | None:
+    """When process `pid` (default: this one) started, in epoch seconds; None if unknown."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def process_alive(pid: int, start_time: float | None = None) -> bool:
+    """False only when this host can tell that process `pid` is gone, is a zombie, or is another
+    process than the one that started at `start_time` (a reused pid)."""
+    if pid <= 0:
+        return True
+    if os.name == "posix":  # signal 0 sees processes that a hidepid /proc hides
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, OverflowError):  # gone, or no pid at all
+            return False
+        except OSError:
+            pass  # EPERM: it exists, owned by another user
+    try:
+        import psutil
+    except ImportError:
+        return True
+    try:
+        proc = psutil.Process(pid)  # sees what signal 0 cannot: zombies and reused pids
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if start_time is not None and abs(proc.create_time() - start_time) > START_TIME_SLACK_S:
+            return False
+    except psutil.ZombieProcess:
+        return False
+    except psutil.NoSuchProcess:
+        return os.name == "posix"  # signal 0 found it: /proc is hidden from us, so we cannot tell
+    except (psutil.Error, ValueError, OverflowError):
+        pass
+    return True
+
+
+def writer_gone(manifest: dict) -> bool:
+    """True when the process that claimed the run ran on this host and is no longer running."""
+    pid, started = manifest.get("pid"), manifest.get("pid_start_time")
+    if not _has_type(started, _NUMBER) or not _has_type(pid, int):
+        return False  # not claimed yet: the CLI that created the run may have exited on purpose
+    if manifest.get("host") != host_name():
+        return False  # another host: only the heartbeat tells
+    return not process_alive(pid, started)
+
+
 def effective_status(manifest: dict, now: float | None = None) -> str:
-    """The status to show: a run marked running whose heartbeat is stale has crashed."""
+    """The status to show: a run marked running whose writer is gone, or whose heartbeat is stale,
+    has crashed."""
     status = manifest.get("status")
     if not isinstance(status, str):
         return "unknown"
     if status == "running":
         now = time.time() if now is None else now
         beat = manifest.get("heartbeat")
-        if not _has_type(beat, _NUMBER) or now - beat > STALE_AFTER_S:
+        if not _has_type(beat, _NUMBER) or now - beat > STALE_AFTER_S or writer_gone(manifest):
             return "crashed"
     return status
 
@@ -301,7 +360,8 @@ def create_run(
         "config": config or {},
         "argv": list(sys.argv if argv is None else argv),
         "host": host_name(),
-        "pid": os.getpid(),
+        "pid": os.getpid(),  # the creator's, until the writer claims the run
+        "pid_start_time": None,
         "start_time": now,
         "heartbeat": now,
         "end_time": None,

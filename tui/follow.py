@@ -107,14 +107,17 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
                 if interrupted["n"] and not stop_notice:
                     progress.console.print("[yellow]stopping: finishing the step and saving a checkpoint...")
                     stop_notice = True
-                status = effective_status(m)
+                status = effective_status(m)  # re-checked every POLL_S: a dead trainer shows at once
                 exited = proc is not None and proc.poll() is not None
-                if status != "running" or exited:
-                    if exited and status == "running":
+                # Our process lives on but the run's writer was another one (rank 0 under the
+                # data-parallel launcher, or a trainer yet to claim the run): it records the outcome.
+                launcher_left = proc is not None and not exited and status == "crashed" and m.get("pid") != proc.pid
+                if (status != "running" and not launcher_left) or exited:
+                    if exited and status in ("running", "crashed"):
                         time.sleep(0.3)  # let the final manifest land
                     show(reader.poll().records)  # whatever landed since the last poll
                     status = effective_status(reader.manifest)
-                    if exited and status == "running":
+                    if exited and status in ("running", "crashed"):
                         status = "failed"
                     break
                 time.sleep(POLL_S)
