@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spintui.profiles.store import CHECKPOINTS
+from spintui.profiles.store import RunPaths
 
 # --------------------------------------------------------------------------------------------------
 # Set-up
@@ -138,7 +138,7 @@ class PhaseTimer:
 
 
 def checkpoint_dir(run_dir: Path | str) -> Path:
-    path = Path(run_dir) / CHECKPOINTS
+    path = RunPaths(run_dir).checkpoints
     path.mkdir(exist_ok=True)
     return path
 
@@ -156,9 +156,9 @@ def save_checkpoint(run_dir: Path | str, *, algo: str, config: dict, step: int, 
         "optimizers": {name: o.state_dict() for name, o in (optimizers or {}).items()},
         "extra": extra or {},
     }
-    directory = checkpoint_dir(run_dir)
-    final = directory / "latest.pt"
-    tmp = directory / f".latest.pt.{os.getpid()}.tmp"
+    checkpoint_dir(run_dir)
+    final = RunPaths(run_dir).latest_checkpoint
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, final)
     return final
@@ -168,7 +168,7 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     """Load a checkpoint file or a run directory's latest checkpoint, with weights_only=True."""
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINTS / "latest.pt"
+        path = RunPaths(path).latest_checkpoint
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return torch.load(path, map_location=map_location, weights_only=True)

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from spintui.errors import CommandFailed
-from spintui.profiles.store import CHECKPOINTS, read_manifest
+from spintui.profiles.store import RunPaths, read_manifest
 
 
 class EvalError(CommandFailed):
@@ -26,7 +26,7 @@ def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed
     algo, env_id = manifest.get("algo"), manifest.get("env")
     if manifest.get("kind") != "train" or not algo or not env_id:
         raise EvalError(f"{run_dir.name} is not a training run; eval needs a run made by `spintui train`")
-    checkpoint_path = run_dir / CHECKPOINTS / "latest.pt"
+    checkpoint_path = RunPaths(run_dir).latest_checkpoint
     if not checkpoint_path.is_file():
         raise EvalError(f"{run_dir.name} has no checkpoint yet ({checkpoint_path} is missing); "
                         "checkpoints are written at the end of each epoch")

@@ -33,7 +33,8 @@ from spintui.profiles.processes import (
     producer_main,
     restore_handlers,
 )
-from spintui.profiles.store import RunWriter, read_manifest, request_stop
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import read_manifest, request_stop
 
 
 class RankWriter:

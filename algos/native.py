@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from functools import cache
 from pathlib import Path
 
 import torch
+
+from spintui.profiles.provenance import cpu_identity
 
 SOURCE = Path(__file__).with_name("offpolicy_update.c")
 MAX_LAYERS = 8
@@ -63,19 +64,6 @@ class BlockStruct(ctypes.Structure):
 def cache_dir() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "spintui" / "native"
-
-
-def _cpu_identity() -> str:
-    """-march=native code is only valid on the CPU it was built for; a shared home directory may
-    see several kinds of machine."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _compiler() -> str | None:
@@ -122,7 +110,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     if cc is None:
         return None, "no C compiler (cc, gcc or clang) on PATH"
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join([cc, *CFLAGS, _cpu_identity()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(source + " ".join([cc, *CFLAGS, cpu_identity()]).encode()).hexdigest()[:16]
     target = cache_dir() / f"offpolicy_update-{key}.so"
     if not target.exists():
         try:

@@ -11,7 +11,6 @@ Ray is an optional extra (`pip install spintui[ray]`); only this module imports 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,8 @@ from pathlib import Path
 
 from spintui.errors import UsageError
 from spintui.profiles.processes import TRAINER_MODULE
-from spintui.profiles.store import request_stop
+from spintui.profiles.provenance import host_name
+from spintui.profiles.store import RunPaths, request_stop
 
 
 def _ray():
@@ -50,11 +50,11 @@ def resources(config: dict) -> dict:
 
 
 def _write_probe(directory: str, token: str) -> str:
-    path = Path(directory) / f".spintui-probe-{token}-{socket.gethostname()}-{os.getpid()}"
+    path = Path(directory) / f".spintui-probe-{token}-{host_name()}-{os.getpid()}"
     try:
         path.write_text(token)
     except OSError as exc:
-        return f"error: {socket.gethostname()} cannot write {directory}: {exc.strerror or exc}"
+        return f"error: {host_name()} cannot write {directory}: {exc.strerror or exc}"
     return str(path)
 
 
@@ -85,7 +85,7 @@ def probe_nodes(address: str, runs_dir: Path) -> int:
 
 
 def _train_on_node(run_dir: str) -> int:
-    with open(Path(run_dir) / "output.log", "ab") as log:
+    with open(RunPaths(run_dir).output_log, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", TRAINER_MODULE, run_dir], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     while True:

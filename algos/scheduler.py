@@ -13,7 +13,6 @@ Waiting costs next to nothing: it sleeps on the children's exits and wakes once 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from spintui.errors import RunError
 from spintui.profiles.experiments import experiment_run_dirs, read_experiment, run_statuses, write_experiment
 from spintui.profiles.processes import install_signal_handlers, request_clean_stop, restore_handlers, start_trainer
+from spintui.profiles.provenance import host_name
 from spintui.profiles.store import read_manifest
 
 TICK_S = 1.0
@@ -59,7 +59,7 @@ class Scheduler:
         write_experiment(self.exp_dir, self.data)
 
     def run(self) -> int:
-        self._record(pid=os.getpid(), host=socket.gethostname(), started=time.time(), ended=None,
+        self._record(pid=os.getpid(), host=host_name(), started=time.time(), ended=None,
                      backend="ray" if self.ray_address else "local")
         previous = install_signal_handlers(lambda signum, frame: self.stop.set())
         backend = None

@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from spintui.profiles.store import RunWriter, create_run
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import create_run
 
 BRAILLE = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")
 
@@ -244,7 +245,7 @@ def bench_attach(args) -> dict:
 
 def steps_in_window(run_dir: Path, t0: float, t1: float) -> float:
     """Trainer steps/s between wall times t0 and t1, from the run's own per-step records."""
-    from spintui.profiles.store import RunReader
+    from spintui.profiles.run_reader import RunReader
 
     series = RunReader(run_dir).poll().scalars["LossQ"]
     inside = (series.times >= t0) & (series.times <= t1)

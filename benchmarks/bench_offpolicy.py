@@ -39,7 +39,8 @@ def run_spintui(algo: str, steps: int, seed: int, threads: int, start_steps: int
 
     torch.set_num_threads(threads)
     from spintui.algos.config import config_to_dict, make_config
-    from spintui.profiles.store import RunWriter, create_run
+    from spintui.profiles.run_writer import RunWriter
+    from spintui.profiles.store import create_run
 
     cfg = make_config(algo, {"env": ENV_ID, "steps": steps, "seed": seed, "threads": threads,
                              "start_steps": start_steps, "device": "cpu", "update": update})

@@ -33,7 +33,8 @@ def run_spintui(steps: int, num_envs: int, seed: int) -> float:
     torch.set_num_threads(1)
     from spintui.algos import ppo
     from spintui.algos.config import config_to_dict, make_config
-    from spintui.profiles.store import RunWriter, create_run
+    from spintui.profiles.run_writer import RunWriter
+    from spintui.profiles.store import create_run
 
     cfg = make_config("ppo", {"env": "CartPole-v1", "steps": steps, "seed": seed, "device": "cpu", "threads": 1,
                               "num_envs": num_envs, "save_freq": 1000})

@@ -16,12 +16,14 @@ import threading
 import time
 from pathlib import Path
 
-from spintui.profiles.store import RunReader, RunWriter, create_run
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import create_run
 
 LOAD = """
 import time, sys
 t0 = time.perf_counter()
-from spintui.profiles.store import RunReader
+from spintui.profiles.run_reader import RunReader
 u = RunReader(sys.argv[1]).poll()
 n = sum(len(s) for s in u.scalars.values())
 print(time.perf_counter() - t0, n, len(u.records))

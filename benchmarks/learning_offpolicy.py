@@ -35,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from spintui.algos.config import config_to_dict, make_config
     from spintui.algos.launch import train_run
-    from spintui.profiles.store import create_run
+    from spintui.profiles.store import RunPaths, create_run
 
     summary = {}
     for algo in args.algos.split(","):
@@ -46,7 +46,7 @@ def main() -> None:
             start = time.perf_counter()
             train_run(run_dir)  # as `spintui train` runs it: Ctrl-C stops cleanly with a checkpoint
             seconds = time.perf_counter() - start
-            epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            epochs = [json.loads(line) for line in RunPaths(run_dir).metrics.read_text().splitlines()
                       if '"kind":"epoch"' in line]
             test = [e["stats"]["AverageTestEpRet"] for e in epochs]
             if not test:  # stopped before its first epoch

@@ -18,6 +18,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from spintui.profiles.store import RunPaths
+
 
 def train_one(algo: str, env: str, seed: int, epochs: int, runs_dir: Path, overrides: list[str]) -> Path:
     name = f"{algo}_{env}_s{seed}"
@@ -33,7 +35,7 @@ def train_one(algo: str, env: str, seed: int, epochs: int, runs_dir: Path, overr
 
 def curve(run_dir: Path) -> list[tuple[int, float]]:
     out = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+    for line in RunPaths(run_dir).metrics.read_text().splitlines():
         rec = json.loads(line) if line.strip() else {}
         if rec.get("kind") == "epoch":
             out.append((rec["step"], rec["stats"].get("AverageEpRet")))

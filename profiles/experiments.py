@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from spintui.errors import RunError
+from spintui.profiles.provenance import host_name
 from spintui.profiles.store import create_run, effective_status, read_manifest, write_json_atomic
 
 EXPERIMENT = "experiment.json"
@@ -117,7 +117,7 @@ def scheduler_alive(data: dict) -> bool:
     pid, host = sched.get("pid"), sched.get("host")
     if not isinstance(pid, int) or sched.get("ended"):
         return False
-    if host != socket.gethostname():
+    if host != host_name():
         return time.time() - float(sched.get("heartbeat") or 0) < 30.0
     try:
         os.kill(pid, 0)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+
+from spintui.profiles.provenance import host_name
 
 
 class TelemetryError(Exception):
@@ -182,7 +183,7 @@ def match_trainer(sample: GpuSample, trainer_pid: int, trainer_host: str | None 
     process sees, so a trainer pid that is absent while none of NVML's PIDs exist here means the two
     cannot be matched, not that the trainer does not use the GPU.
     """
-    if trainer_host and trainer_host != socket.gethostname():
+    if trainer_host and trainer_host != host_name():
         return f"cannot match: trainer runs on {trainer_host}"
     procs = [p for g in sample.gpus for p in g.processes]
     found = False
@@ -256,7 +257,7 @@ class SystemSampler:
                            int(vm.total), trainer_pid)
         if trainer_pid is None:
             return out
-        if trainer_host and trainer_host != socket.gethostname():
+        if trainer_host and trainer_host != host_name():
             out.trainer_note = f"trainer on {trainer_host}"
             return out
         try:

@@ -54,8 +54,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
-import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -63,8 +61,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spintui.errors import ConfigError
+from spintui.profiles import provenance
 from spintui.profiles.processes import SWEEP_MODULE, install_stop_handlers, producer_main, restore_handlers
-from spintui.profiles.store import RunReader, RunWriter, read_manifest, write_json_atomic
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import read_manifest, write_json_atomic
 
 SCHEMA_VERSION = 1
 PROFILE_KIND = "spintui.blocksparse_profile"
@@ -478,42 +479,23 @@ def write_profile_json(run_dir: Path | str, path: Path | str) -> None:
 # Running
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(cfg: SweepConfig, launch_overhead: float | None) -> dict:
     import torch
 
-    from spintui.profiles.gpu import driver_version
-    from spintui.profiles.store import git_revision
-
-    try:
-        from importlib.metadata import version
-
-        triton = version("triton")
-    except Exception:
-        triton = None
     cuda = cfg.device == "cuda"
     return {
         "device": cfg.device,
-        "device_name": torch.cuda.get_device_name(0) if cuda else cpu_name(),
+        "device_name": torch.cuda.get_device_name(0) if cuda else provenance.cpu_name(),
         "threads": None if cuda else cfg.threads,
         "cpu_count": os.cpu_count(),
-        "driver": driver_version(),
+        "driver": provenance.driver_version(),
         "cuda": torch.version.cuda if cuda else None,
         "torch": torch.__version__,
-        "triton": triton,
-        "python": platform.python_version(),
-        "spintui": __import__("spintui").__version__,
-        "git_revision": git_revision(),
-        "host": socket.gethostname(),
+        "triton": provenance.installed_version("triton"),
+        "python": provenance.python_version(),
+        "spintui": provenance.spintui_version(),
+        "git_revision": provenance.git_revision(),
+        "host": provenance.host_name(),
         "launch_overhead_s": launch_overhead,
         "timer": "triton.testing.do_bench median (L2 flushed)" if cuda else
                  f"torch.utils.benchmark blocked_autorange median of "

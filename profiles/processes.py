@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from spintui.profiles.store import request_stop
+from spintui.profiles.store import RunPaths, request_stop
 
 TRAINER_MODULE = "spintui.algos.launch"
 SWEEP_MODULE = "spintui.profiles.kernel_sweep"
@@ -32,7 +32,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 def start_producer(run_dir: Path, module: str) -> subprocess.Popen:
     """Start `python -m module RUN_DIR` as its own process in its own session, logging to output.log,
     so the producer survives this terminal and never shares a process with a viewer."""
-    log = open(Path(run_dir) / "output.log", "ab")
+    log = open(RunPaths(run_dir).output_log, "ab")
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     try:

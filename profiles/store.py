@@ -1,6 +1,6 @@
 """The run directory: the one contract between producers (trainers, kernel benchmarks) and viewers.
 
-A run is a directory::
+A run is a directory (every path in it comes from `RunPaths`)::
 
     2026-11-26_140311_sac_Pendulum-v1_s0/
         run.json        manifest: kind, algo, env, resolved config, seed, argv, host, pid, versions,
@@ -9,8 +9,13 @@ A run is a directory::
                         kernel timings, and the names of scalar series
         scalars.bin     append-only fixed-size binary records (key, check, time, step, value)
         progress.txt    Spinning Up compatible tab-separated epoch table (for existing plot tools)
-        checkpoints/    written by trainers
+        output.log      stdout and stderr of a producer the CLI started
+        checkpoints/    written by trainers (latest.pt)
         control/        requests from viewers to the producer (a `stop` file asks for a clean stop)
+
+Modules: this one holds the layout, the manifest (create, read, status); profiles/run_writer.py the
+producer's side, profiles/run_reader.py the viewer's side, profiles/records.py the log formats,
+profiles/runs.py finding and listing runs.
 
 Why this design:
 
@@ -32,74 +37,164 @@ Why this design:
 * Cheap for producers. Records are buffered in memory and flushed by a background thread at least
   every second (and at exit), the same thread that refreshes the heartbeat every 2 s, so a training
   loop pays only for formatting.
+* Tolerant reading. `read_manifest` returns every documented field with its documented type (a
+  field that is missing or of another type gets its default), so no viewer trips over an odd value;
+  a run.json that cannot be read as a JSON object raises `DamagedRunError`, which listings show as
+  status "damaged" beside the other runs.
+* Dead writers show at once. The process that writes a run claims it (RunWriter), recording its pid
+  and the process's start time. A viewer on the same host shows a running run whose writer process
+  is gone (or whose pid now belongs to another process) as crashed at once; elsewhere, a heartbeat
+  older than 30 s means crashed. `create_run` records no start time: the CLI that creates a run
+  exits while its trainer starts, so an unclaimed run only goes by its heartbeat.
 
 This module imports neither torch nor Textual: producers and viewers both use it.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
-import platform
-import socket
-import struct
+import stat
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from spintui.errors import RunError
+from spintui.profiles.provenance import host_name, versions
+from spintui.profiles.records import json_default
 
 MANIFEST = "run.json"
 METRICS = "metrics.jsonl"
 SCALARS = "scalars.bin"
 PROGRESS = "progress.txt"
+OUTPUT_LOG = "output.log"
 CONTROL = "control"
 STOP_REQUEST = "stop"
 CHECKPOINTS = "checkpoints"
+LATEST_CHECKPOINT = "latest.pt"
 
-HEARTBEAT_INTERVAL_S = 2.0
-FLUSH_INTERVAL_S = 1.0
 STALE_AFTER_S = 30.0
+START_TIME_SLACK_S = 2.0  # /proc/stat's boot time (psutil's base for start times) may move by 1 s
 
 STATUSES = ("running", "finished", "failed", "stopped")
-
-# key (uint32), check (uint32 = key ^ MAGIC), wall time (float64), step (int64), value (float64)
-SCALAR_FORMAT = "<IIdqd"
-SCALAR_SIZE = struct.calcsize(SCALAR_FORMAT)
-SCALAR_MAGIC = 0x5350494E  # "SPIN": a zero-filled or misaligned record fails the check
-_pack_scalar = struct.Struct(SCALAR_FORMAT).pack
+DAMAGED = "damaged"  # shown for a run whose run.json cannot be read; never written
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return str(obj)
+@dataclass(frozen=True)
+class RunPaths:
+    """Every path inside one run directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def scalars(self) -> Path:
+        return self.root / SCALARS
+
+    @property
+    def progress(self) -> Path:
+        return self.root / PROGRESS
+
+    @property
+    def output_log(self) -> Path:
+        return self.root / OUTPUT_LOG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    @property
+    def latest_checkpoint(self) -> Path:
+        return self.checkpoints / LATEST_CHECKPOINT
+
+    @property
+    def control(self) -> Path:
+        return self.root / CONTROL
+
+    @property
+    def stop_request(self) -> Path:
+        return self.control / STOP_REQUEST
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf; keep them readable as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+class DamagedRunError(RunError):
+    """run.json exists but is not a readable JSON object; `reason` says how, in a few words."""
+
+    def __init__(self, run_dir: Path | str, reason: str):
+        super().__init__(f"run {run_dir} is damaged: {reason}")
+        self.run_dir = Path(run_dir)
+        self.reason = reason
 
 
-def dumps(record: dict) -> str:
-    return json.dumps(record, separators=(",", ":"), default=_json_default, allow_nan=False)
+# --------------------------------------------------------------------------------------------------
+# The manifest
+
+_NUMBER = "number"
+# field: (type, default); `read_manifest` gives every one of them, of this type or the default.
+MANIFEST_FIELDS: dict[str, tuple[Any, Any]] = {
+    "format": (int, 1),
+    "name": (str, None),
+    "kind": (str, None),
+    "algo": (str, None),
+    "benchmark": (str, None),
+    "env": (str, None),
+    "seed": (int, None),
+    "config": (dict, {}),
+    "argv": (list, []),
+    "host": (str, None),
+    "pid": (int, None),
+    "pid_start_time": (_NUMBER, None),  # set when a writer claims the run (see effective_status)
+    "start_time": (_NUMBER, None),
+    "heartbeat": (_NUMBER, None),
+    "end_time": (_NUMBER, None),
+    "status": (str, "unknown"),
+    "versions": (dict, {}),
+    "progress": (dict, {}),
+}
+OPTIONAL_FIELDS = {"environment": dict, "compare": dict}  # checked only where present (profiles)
+PROGRESS_NUMBERS = ("step", "total_steps", "epoch", "last_return", "test_return", "steps_per_sec", "eta_s",
+                    "wrong", "errors")
+
+
+def _has_type(value: Any, kind: Any) -> bool:
+    if kind is _NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def normalize_manifest(raw: dict) -> dict:
+    """A copy of `raw` with every documented field present and of its documented type."""
+    manifest = dict(raw)
+    for key, (kind, default) in MANIFEST_FIELDS.items():
+        if not _has_type(manifest.get(key), kind):
+            manifest[key] = type(default)() if isinstance(default, (dict, list)) else default
+    for key, kind in OPTIONAL_FIELDS.items():
+        if key in manifest and manifest[key] is not None and not isinstance(manifest[key], kind):
+            manifest[key] = None
+    manifest["progress"] = {k: v for k, v in manifest["progress"].items()
+                            if k not in PROGRESS_NUMBERS or v is None or _has_type(v, _NUMBER)}
+    return manifest
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Replace `path` with `data` so that a reader sees the old or the new file, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    payload = json.dumps(data, indent=2, default=_json_default).encode()
+    payload = json.dumps(data, indent=2, default=json_default).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, payload)
@@ -110,83 +205,105 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def read_manifest(run_dir: Path | str) -> dict:
-    path = Path(run_dir) / MANIFEST
+    """The run's manifest, normalized; RunError if there is none, DamagedRunError if it is unusable."""
+    path = RunPaths(run_dir).manifest
     try:
-        return json.loads(path.read_text())
+        st = os.stat(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise DamagedRunError(run_dir, f"{MANIFEST} is a broken link") from None
         raise RunError(f"{run_dir} is not a spintui run (no {MANIFEST})") from None
-    except (OSError, ValueError) as exc:
-        raise RunError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise DamagedRunError(run_dir, f"cannot read {MANIFEST}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):  # never open a directory or a FIFO (a read could block)
+        raise DamagedRunError(run_dir, f"{MANIFEST} is not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DamagedRunError(run_dir, f"cannot read {MANIFEST}: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise DamagedRunError(run_dir, f"{MANIFEST} is not valid JSON ({exc.msg}: line {exc.lineno} "
+                                       f"column {exc.colno})") from None
+    except ValueError:  # not UTF-8
+        raise DamagedRunError(run_dir, f"{MANIFEST} is not JSON text") from None
+    if not isinstance(raw, dict):
+        raise DamagedRunError(run_dir, f"{MANIFEST} holds a JSON {type(raw).__name__}, not an object")
+    return normalize_manifest(raw)
+
+
+# --------------------------------------------------------------------------------------------------
+# Status
+
+
+def process_start_time(pid: int | None = None) -> float | None:
+    """When process `pid` (default: this one) started, in epoch seconds; None if unknown."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def process_alive(pid: int, start_time: float | None = None) -> bool:
+    """False only when this host can tell that process `pid` is gone, is a zombie, or is another
+    process than the one that started at `start_time` (a reused pid)."""
+    if pid <= 0:
+        return True
+    if os.name == "posix":  # signal 0 sees processes that a hidepid /proc hides
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, OverflowError):  # gone, or no pid at all
+            return False
+        except OSError:
+            pass  # EPERM: it exists, owned by another user
+    try:
+        import psutil
+    except ImportError:
+        return True
+    try:
+        proc = psutil.Process(pid)  # sees what signal 0 cannot: zombies and reused pids
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if start_time is not None and abs(proc.create_time() - start_time) > START_TIME_SLACK_S:
+            return False
+    except psutil.ZombieProcess:
+        return False
+    except psutil.NoSuchProcess:
+        return os.name == "posix"  # signal 0 found it: /proc is hidden from us, so we cannot tell
+    except (psutil.Error, ValueError, OverflowError):
+        pass
+    return True
+
+
+def writer_gone(manifest: dict) -> bool:
+    """True when the process that claimed the run ran on this host and is no longer running."""
+    pid, started = manifest.get("pid"), manifest.get("pid_start_time")
+    if not _has_type(started, _NUMBER) or not _has_type(pid, int):
+        return False  # not claimed yet: the CLI that created the run may have exited on purpose
+    if manifest.get("host") != host_name():
+        return False  # another host: only the heartbeat tells
+    return not process_alive(pid, started)
 
 
 def effective_status(manifest: dict, now: float | None = None) -> str:
-    """The status to show: a run marked running whose heartbeat is stale has crashed."""
-    status = manifest.get("status", "unknown")
+    """The status to show: a run marked running whose writer is gone, or whose heartbeat is stale,
+    has crashed."""
+    status = manifest.get("status")
+    if not isinstance(status, str):
+        return "unknown"
     if status == "running":
         now = time.time() if now is None else now
-        if now - float(manifest.get("heartbeat", 0.0)) > STALE_AFTER_S:
+        beat = manifest.get("heartbeat")
+        if not _has_type(beat, _NUMBER) or now - beat > STALE_AFTER_S or writer_gone(manifest):
             return "crashed"
     return status
 
 
-def versions() -> dict:
-    """Versions of what produced a run; imports nothing heavy that is not already loaded."""
-    from spintui import __version__
-
-    out = {"python": platform.python_version(), "spintui": __version__}
-    for mod in ("torch", "gymnasium", "numpy", "triton"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            out[mod] = getattr(m, "__version__", "?")
-    revision = git_revision()
-    if revision:
-        out["spintui_git"] = revision
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        out["cuda"] = torch.version.cuda
-        out["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        from spintui.profiles.gpu import driver_version
-
-        drv = driver_version()
-        if drv:
-            out["nvidia_driver"] = drv
-    except Exception:  # telemetry is optional; never fail a run for it
-        pass
-    return out
-
-
-def git_revision(start: Path | None = None) -> str | None:
-    """The commit of the spintui checkout this code runs from, read from .git without a subprocess."""
-    here = (start or Path(__file__)).resolve()
-    for parent in [here, *here.parents]:
-        git = parent / ".git"
-        if git.is_file():  # a worktree: "gitdir: PATH"
-            try:
-                git = Path(git.read_text().split(":", 1)[1].strip())
-            except (OSError, IndexError):
-                return None
-        if git.is_dir():
-            try:
-                head = (git / "HEAD").read_text().strip()
-                if not head.startswith("ref:"):
-                    return head[:12]
-                ref = head.split(" ", 1)[1]
-                ref_file = git / ref
-                if not ref_file.exists():  # worktrees keep refs in the common dir
-                    common = git / "commondir"
-                    if common.exists():
-                        ref_file = (git / common.read_text().strip()).resolve() / ref
-                if ref_file.exists():
-                    return ref_file.read_text().strip()[:12]
-                packed = (ref_file.parents[len(Path(ref).parts) - 1] / "packed-refs")
-                for line in packed.read_text().splitlines() if packed.exists() else []:
-                    if line.endswith(" " + ref):
-                        return line.split()[0][:12]
-            except OSError:
-                return None
-            return None
-    return None
+# --------------------------------------------------------------------------------------------------
+# Creating runs and asking them to stop
 
 
 def _safe_name_part(text: str) -> str:
@@ -242,8 +359,9 @@ def create_run(
         "seed": seed,
         "config": config or {},
         "argv": list(sys.argv if argv is None else argv),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
+        "host": host_name(),
+        "pid": os.getpid(),  # the creator's, until the writer claims the run
+        "pid_start_time": None,
         "start_time": now,
         "heartbeat": now,
         "end_time": None,
@@ -253,345 +371,12 @@ def create_run(
     }
     if extra:
         manifest.update(extra)
-    write_json_atomic(candidate / MANIFEST, manifest)
+    write_json_atomic(RunPaths(candidate).manifest, manifest)
     return candidate
-
-
-class RunWriter:
-    """The producer's side of a run: buffered, crash-safe appends plus the heartbeat.
-
-    Use as a context manager, or call ``close(status)``. All methods are thread-safe.
-    """
-
-    def __init__(self, run_dir: Path | str, *, heartbeat: bool = True, claim: bool = True):
-        self.run_dir = Path(run_dir)
-        self.manifest = read_manifest(self.run_dir)
-        if claim:
-            # The process that writes the run owns it: viewers match GPU processes by this pid.
-            self.manifest["pid"] = os.getpid()
-            self.manifest["host"] = socket.gethostname()
-            self.manifest["status"] = "running"
-            self.manifest["end_time"] = None
-            self.manifest["versions"] = {**self.manifest.get("versions", {}), **versions()}
-        self._lock = threading.Lock()
-        self._lines: list[str] = []
-        self._scalars = bytearray()
-        self._keys: dict[str, int] = {}
-        self._progress_columns: list[str] | None = None
-        self._metrics_fd = self._open_append(self.run_dir / METRICS, None)
-        self._scalars_fd = self._open_append(self.run_dir / SCALARS, SCALAR_SIZE)
-        self._load_existing_keys()
-        self._closed = False
-        self._stop_requested = threading.Event()
-        self._manifest_dirty = True
-        self._write_manifest()
-        self._thread: threading.Thread | None = None
-        if heartbeat:
-            self._thread = threading.Thread(target=self._background, name="spintui-run-writer", daemon=True)
-            self._thread.start()
-
-    # -- opening -----------------------------------------------------------------------------
-    @staticmethod
-    def _open_append(path: Path, record_size: int | None) -> int:
-        """Open a log for appending; first repair a torn tail left by a killed writer."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        size = os.fstat(fd).st_size
-        if size and record_size is None:
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    os.write(fd, b"\n")  # the torn JSON record becomes a lone bad line
-        elif size and size % record_size:
-            os.write(fd, b"\0" * (record_size - size % record_size))  # zeros fail the check
-        return fd
-
-    def _load_existing_keys(self) -> None:
-        path = self.run_dir / METRICS
-        if path.stat().st_size == 0:
-            return
-        for rec in iter_jsonl(path.read_bytes()):
-            if rec.get("kind") == "key":
-                self._keys[rec["name"]] = int(rec["id"])
-
-    # -- producer API ------------------------------------------------------------------------
-    def log(self, kind: str, **fields: Any) -> None:
-        """Append one JSON record, e.g. ``log("event", message="checkpoint saved")``."""
-        fields.setdefault("time", time.time())
-        record = {"kind": kind}
-        record.update({k: _clean(v) for k, v in fields.items()})
-        line = dumps(record) + "\n"
-        with self._lock:
-            self._lines.append(line)
-
-    def scalar(self, name: str, value: float, step: int) -> None:
-        self.scalars({name: value}, step)
-
-    def scalars(self, values: dict[str, float], step: int) -> None:
-        """Append a value per name at `step` (high-volume path: losses, Q values, timings)."""
-        now = time.time()
-        with self._lock:
-            for name, value in values.items():
-                key = self._keys.get(name)
-                if key is None:
-                    key = self._keys[name] = len(self._keys)
-                    self._lines.append(dumps({"kind": "key", "id": key, "name": name, "time": now}) + "\n")
-                self._scalars += _pack_scalar(key, key ^ SCALAR_MAGIC, now, int(step), float(value))
-
-    def episode(self, step: int, ret: float, length: int, *, test: bool = False, **extra: Any) -> None:
-        self.log("episode", step=int(step), ret=float(ret), length=int(length), test=test, **extra)
-
-    def epoch(self, epoch: int, step: int, stats: dict[str, float]) -> None:
-        """An epoch summary with Spinning Up's column names; also appended to progress.txt."""
-        stats = {k: _clean(float(v)) if isinstance(v, (int, float)) or hasattr(v, "item") else v
-                 for k, v in stats.items()}
-        self.log("epoch", epoch=int(epoch), step=int(step), stats=stats)
-        row = {"Epoch": epoch, **stats}
-        with self._lock:
-            path = self.run_dir / PROGRESS
-            if self._progress_columns is None:
-                self._progress_columns = list(row)
-                if not path.exists() or path.stat().st_size == 0:
-                    with open(path, "a") as f:
-                        f.write("\t".join(self._progress_columns) + "\n")
-            cells = ["" if row.get(c) is None else (f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]))
-                     for c in self._progress_columns]
-            with open(path, "a") as f:
-                f.write("\t".join(cells) + "\n")
-
-    def event(self, message: str, **extra: Any) -> None:
-        self.log("event", message=message, **extra)
-
-    def set_progress(self, **progress: Any) -> None:
-        """Small summary kept in the manifest for listings: step, total_steps, last_return, ..."""
-        with self._lock:
-            self.manifest.setdefault("progress", {}).update({k: _clean(v) for k, v in progress.items()})
-            self._manifest_dirty = True
-
-    def update_manifest(self, **fields: Any) -> None:
-        with self._lock:
-            self.manifest.update(fields)
-            self._manifest_dirty = True
-        self._write_manifest()
-
-    @property
-    def stop_requested(self) -> bool:
-        """True once a viewer asked for a clean stop (control/stop) or ``request_stop`` was called."""
-        return self._stop_requested.is_set()
-
-    def request_stop(self) -> None:
-        self._stop_requested.set()
-
-    # -- flushing ----------------------------------------------------------------------------
-    def flush(self) -> None:
-        with self._lock:
-            lines, self._lines = self._lines, []
-            blob, self._scalars = bytes(self._scalars), bytearray()
-            # Key records go out before the binary records that use them (readers read scalars.bin
-            # first, then metrics.jsonl), so the order of these two writes matters.
-            if lines:
-                os.write(self._metrics_fd, "".join(lines).encode())
-            if blob:
-                os.write(self._scalars_fd, blob)
-
-    def _write_manifest(self) -> None:
-        with self._lock:
-            self.manifest["heartbeat"] = time.time()
-            snapshot = json.loads(json.dumps(self.manifest, default=_json_default))
-            self._manifest_dirty = False
-        write_json_atomic(self.run_dir / MANIFEST, snapshot)
-
-    def _background(self) -> None:
-        last_beat = time.monotonic()
-        stop_file = self.run_dir / CONTROL / STOP_REQUEST
-        while not self._closed:
-            time.sleep(FLUSH_INTERVAL_S / 4)
-            if self._closed:
-                break
-            try:
-                self.flush()
-                if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
-                    last_beat = time.monotonic()
-                    self._write_manifest()
-                    if stop_file.exists():
-                        self._stop_requested.set()
-            except OSError:  # a full disk must not kill training; the next beat retries
-                pass
-
-    def close(self, status: str = "finished", **fields: Any) -> None:
-        if self._closed:
-            return
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        self._closed = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.flush()
-        with self._lock:
-            self.manifest.update(fields)
-            self.manifest["status"] = status
-            self.manifest["end_time"] = time.time()
-        self._write_manifest()
-        os.close(self._metrics_fd)
-        os.close(self._scalars_fd)
-
-    def __enter__(self) -> "RunWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close("stopped" if self.stop_requested else "finished")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.close("stopped")
-        else:
-            self.close("failed", error=f"{exc_type.__name__}: {exc}")
 
 
 def request_stop(run_dir: Path | str) -> None:
     """Ask a run's producer for a clean stop; works from any host that sees the directory."""
-    control = Path(run_dir) / CONTROL
-    control.mkdir(exist_ok=True)
-    (control / STOP_REQUEST).write_text(f"{socket.gethostname()} {os.getpid()} {time.time()}\n")
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading
-
-
-def iter_jsonl(data: bytes) -> Iterable[dict]:
-    """Parse complete JSON lines, skipping any that do not parse (a torn or damaged record)."""
-    body = data.strip()
-    if body:
-        # Fast path: one json.loads over all lines (about twice as fast as one call per line).
-        # Raw newlines cannot occur inside JSON strings, so they only separate records; any
-        # damaged or blank line makes this fail and the careful per-line path below runs instead.
-        try:
-            records = json.loads(b"[" + body.replace(b"\n", b",") + b"]")
-        except ValueError:
-            pass
-        else:
-            yield from (rec for rec in records if isinstance(rec, dict))
-            return
-    for raw in data.split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            yield rec
-
-
-@dataclass
-class ScalarSeries:
-    """One named series: parallel numpy arrays, appended to as a run grows."""
-
-    name: str
-    steps: Any = None
-    times: Any = None
-    values: Any = None
-
-    def __len__(self) -> int:
-        return 0 if self.steps is None else len(self.steps)
-
-
-@dataclass
-class Update:
-    """What a poll found since the previous one."""
-
-    records: list[dict] = field(default_factory=list)
-    scalars: dict[str, ScalarSeries] = field(default_factory=dict)  # only the new points per name
-    manifest: dict | None = None  # set when run.json changed
-
-    def __bool__(self) -> bool:
-        return bool(self.records or self.scalars or self.manifest is not None)
-
-
-class RunReader:
-    """Incremental reader of one run: each ``poll()`` returns only what is new since the last one.
-
-    Works on live, finished, crashed and copied runs, on any filesystem; never writes.
-    """
-
-    def __init__(self, run_dir: Path | str):
-        self.run_dir = Path(run_dir)
-        if not (self.run_dir / MANIFEST).exists():
-            raise RunError(f"{self.run_dir} is not a spintui run (no {MANIFEST})")
-        self._metrics_offset = 0
-        self._scalars_offset = 0
-        self._manifest_stamp: tuple | None = None
-        self.manifest: dict = {}
-        self.key_names: dict[int, str] = {}
-
-    def _read_from(self, path: Path, offset: int) -> bytes:
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read()
-        except FileNotFoundError:
-            return b""
-
-    def poll(self) -> Update:
-        import numpy as np
-
-        update = Update()
-        try:
-            st = os.stat(self.run_dir / MANIFEST)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            if stamp != self._manifest_stamp:
-                self.manifest = read_manifest(self.run_dir)
-                self._manifest_stamp = stamp
-                update.manifest = self.manifest
-        except (OSError, RunError):
-            pass  # being replaced right now, or the directory went away: keep the last one
-
-        # Binary scalars first, then the JSON log that names their keys (see module docstring).
-        blob = self._read_from(self.run_dir / SCALARS, self._scalars_offset)
-        usable = len(blob) - len(blob) % SCALAR_SIZE
-        blob = blob[:usable]
-        self._scalars_offset += usable
-
-        data = self._read_from(self.run_dir / METRICS, self._metrics_offset)
-        end = data.rfind(b"\n") + 1  # a record without its newline is still being written
-        self._metrics_offset += end
-        for rec in iter_jsonl(data[:end]):
-            if rec.get("kind") == "key":
-                try:
-                    self.key_names[int(rec["id"])] = str(rec["name"])
-                except (KeyError, ValueError, TypeError):
-                    pass
-            else:
-                update.records.append(rec)
-
-        if blob:
-            arr = np.frombuffer(blob, dtype=scalar_dtype())
-            keys = arr["key"]
-            valid = (keys ^ arr["check"]) == SCALAR_MAGIC
-            if not valid.all():  # zero-filled or damaged records
-                arr = arr[valid]
-                keys = arr["key"]
-            if len(arr):
-                counts = np.bincount(keys)
-                present = np.flatnonzero(counts)
-                columns = {f: arr[f] for f in ("step", "time", "value")}
-                if len(present) == 1:
-                    groups = [(int(present[0]), slice(None))]
-                elif len(present) <= 16:  # a boolean pass per key beats sorting a million keys
-                    groups = [(int(k), keys == k) for k in present]
-                else:
-                    order = np.argsort(keys, kind="stable")
-                    bounds = np.concatenate(([0], np.cumsum(counts[present])))
-                    groups = [(int(k), order[lo:hi]) for k, lo, hi in zip(present, bounds[:-1], bounds[1:])]
-                for key, index in groups:
-                    name = self.key_names.get(key, f"key{key}")
-                    step, when, value = (np.array(columns[f][index]) for f in ("step", "time", "value"))
-                    update.scalars[name] = ScalarSeries(name, step, when, value)
-        return update
-
-
-@functools.lru_cache(maxsize=1)
-def scalar_dtype():
-    """numpy dtype of one scalars.bin record (numpy is imported only by readers)."""
-    import numpy as np
-
-    return np.dtype([("key", "<u4"), ("check", "<u4"), ("time", "<f8"), ("step", "<i8"), ("value", "<f8")])
+    paths = RunPaths(run_dir)
+    paths.control.mkdir(exist_ok=True)
+    paths.stop_request.write_text(f"{host_name()} {os.getpid()} {time.time()}\n")

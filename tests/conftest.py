@@ -17,7 +17,8 @@ import pytest
 
 def _recorded_run(runs_dir: Path, name: str = "sac-recorded", steps: int = 3000, seed: int = 0) -> Path:
     """A finished SAC-like run written through RunWriter, as a trainer writes it."""
-    from spintui.profiles.store import RunWriter, create_run
+    from spintui.profiles.run_writer import RunWriter
+    from spintui.profiles.store import create_run
 
     rng = np.random.default_rng(seed)
     rd = create_run(runs_dir, kind="train", name=name, algo="sac", env="Pendulum-v1", seed=seed,

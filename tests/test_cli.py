@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from spintui.profiles.store import RunWriter, create_run, read_manifest, write_json_atomic
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import RunPaths, create_run, read_manifest, write_json_atomic
 
 ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
 
@@ -104,7 +105,7 @@ def test_runs_shows_live_finished_and_crashed(tmp_path):
     crashed = create_run(tmp_path, kind="profile", name="crashed", benchmark="blocksparse")
     m = read_manifest(crashed)
     m["heartbeat"] = time.time() - 120
-    write_json_atomic(crashed / "run.json", m)
+    write_json_atomic(RunPaths(crashed).manifest, m)
 
     result = spintui("runs", "--json", "--runs-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -68,7 +68,8 @@ def test_sac_trains_on_cuda_and_its_checkpoint_evaluates_on_cpu(tmp_path):
     from spintui.algos import sac
     from spintui.algos.config import config_to_dict, make_config
     from spintui.algos.evaluate import evaluate
-    from spintui.profiles.store import RunWriter, create_run
+    from spintui.profiles.run_writer import RunWriter
+    from spintui.profiles.store import create_run
 
     cfg = make_config("sac", {"env": "Pendulum-v1", "device": "cuda", "steps": 600, "start_steps": 200,
                               "update_after": 100, "steps_per_epoch": 300, "num_test_episodes": 1})

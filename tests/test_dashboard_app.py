@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from spintui.errors import UsageError
-from spintui.profiles.store import RunWriter, create_run, read_manifest
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import RunPaths, create_run, read_manifest
 from spintui.tui.app import dashboard_class, run_dashboard
 from spintui.tui.profile_dashboard import ProfileDashboard
 from spintui.tui.screens import HelpScreen
@@ -239,7 +240,7 @@ def test_screen_snapshot_of_a_recorded_run(tmp_path, recorded_run, screen_text, 
     manifest = read_manifest(rd)
     manifest.update(start_time=1_790_000_000.0, end_time=1_790_000_754.0, heartbeat=1_790_000_754.0,
                     host="snapshot-host", pid=1)
-    write_json_atomic(rd / "run.json", manifest)
+    write_json_atomic(RunPaths(rd).manifest, manifest)
 
     async def go():
         app = TrainDashboard([rd], refresh_s=0.05, telemetry=False)

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from spintui.profiles.store import RunWriter, create_run
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import create_run
 from spintui.tui.data import RunTail, phase_name
 from spintui.tui.plot import render_plot
 from spintui.tui.plot_data import PlotData, PlotLine, ViewSettings, loss_plot, return_plot
@@ -186,7 +187,7 @@ def test_render_plot_without_data_says_why():
 
 
 def test_batch_json_parse_falls_back_to_skipping_damaged_lines():
-    from spintui.profiles.store import iter_jsonl
+    from spintui.profiles.records import iter_jsonl
 
     good = b'{"kind":"episode","ret":1.0}\n{"kind":"episode","ret":2.0}\n'
     assert [r["ret"] for r in iter_jsonl(good)] == [1.0, 2.0]

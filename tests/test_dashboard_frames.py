@@ -4,7 +4,8 @@ import subprocess
 import sys
 from dataclasses import replace
 
-from spintui.profiles.store import RunWriter, create_run
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import create_run
 from spintui.tui.data import RunTail, poll_tails
 from spintui.tui.frames import ProfileFrame, TrainFrame, profile_frame, train_frame
 from spintui.tui.plot_data import ViewSettings

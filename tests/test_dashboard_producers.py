@@ -23,7 +23,7 @@ PRODUCER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from spintui.profiles.processes import install_stop_handlers
-    from spintui.profiles.store import RunWriter
+    from spintui.profiles.run_writer import RunWriter
     run_dir, seconds = Path(sys.argv[1]), float(sys.argv[2])
     done_file = run_dir.parent / "finish-now"  # the test's way to let training end normally
     run = RunWriter(run_dir)

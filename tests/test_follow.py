@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from spintui.profiles.store import RunWriter, create_run
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import create_run
 from spintui.tui.follow import MEAN_OF_EPISODES, follow_run
 
 

@@ -14,7 +14,9 @@ import pynvml
 import pytest
 
 from spintui.profiles import gpu
-from spintui.profiles.store import RunReader, RunWriter, create_run
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import create_run
 
 
 def test_real_nvml_gives_a_sampler_or_a_one_line_reason():

@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 
-from spintui.profiles.store import RunReader, create_run, iter_jsonl
+from spintui.profiles.records import iter_jsonl
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.store import RunPaths, create_run
 
 WRITER = r"""
 import sys, random
-from spintui.profiles.store import RunWriter
+from spintui.profiles.run_writer import RunWriter
 w = RunWriter(sys.argv[1])  # background flusher on, as in training
 rng = random.Random(int(sys.argv[2]))
 i = 0
@@ -43,7 +45,7 @@ def test_sigkill_at_random_moments_keeps_every_flushed_record(tmp_path):
             flushed = max(flushed, int(line))
         proc.wait()
 
-        data = (run / "metrics.jsonl").read_bytes()
+        data = RunPaths(run).metrics.read_bytes()
         lines = data.split(b"\n")
         complete, tail = lines[:-1], lines[-1]
         records = list(iter_jsonl(b"\n".join(complete)))

@@ -20,7 +20,9 @@ from torch import nn
 
 from spintui.algos import offpolicy
 from spintui.algos.config import config_to_dict, make_config
-from spintui.profiles.store import RunReader, RunWriter, create_run, read_manifest, request_stop
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import RunPaths, create_run, read_manifest, request_stop
 
 torch.set_num_threads(1)
 
@@ -36,7 +38,7 @@ def new_run(tmp_path: Path, algo: str, **values) -> tuple:
 
 def records(run_dir: Path, kind: str) -> list[dict]:
     out = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+    for line in RunPaths(run_dir).metrics.read_text().splitlines():
         rec = json.loads(line)
         if rec.get("kind") == kind:
             out.append(rec)
@@ -294,7 +296,7 @@ def test_run_store_records(short_runs, algo, columns):
     missing = (COMMON_COLUMNS | columns) - set(epochs[-1]["stats"])
     assert not missing
     assert epochs[-1]["stats"]["TotalEnvInteracts"] == 600
-    header = (run_dir / "progress.txt").read_text().splitlines()[0].split("\t")
+    header = RunPaths(run_dir).progress.read_text().splitlines()[0].split("\t")
     assert header[0] == "Epoch" and {"AverageTestEpRet", "TotalEnvInteracts", "LossQ"} <= set(header)
     episodes = records(run_dir, "episode")
     assert [e["length"] for e in episodes if not e["test"]] == [200, 200, 200]
@@ -353,7 +355,7 @@ def test_stop_request_ends_with_checkpoint(tmp_path):
     worker = threading.Thread(target=lambda: result.setdefault("status", train_run(run_dir)))
     worker.start()
     deadline = time.time() + 60
-    metrics = run_dir / "metrics.jsonl"
+    metrics = RunPaths(run_dir).metrics
     while time.time() < deadline and not (metrics.exists() and '"episode"' in metrics.read_text()):
         time.sleep(0.1)
     request_stop(run_dir)  # what a viewer does: control/stop, noticed on the next heartbeat
@@ -383,7 +385,7 @@ def test_cli_train_then_eval(tmp_path):
     manifest = read_manifest(run_dir)
     assert manifest["status"] == "finished" and manifest["progress"]["step"] == 600
     assert manifest["config"]["start_steps"] == 200
-    assert (run_dir / "checkpoints" / "latest.pt").is_file()
+    assert RunPaths(run_dir).latest_checkpoint.is_file()
 
     out = spintui("eval", "e2e", "--episodes", "2", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

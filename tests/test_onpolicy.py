@@ -19,7 +19,9 @@ import torch
 from spintui.algos import launch, onpolicy
 from spintui.algos.config import config_to_dict, make_config
 from spintui.algos.core import load_checkpoint
-from spintui.profiles.store import RunWriter, create_run, iter_jsonl, read_manifest
+from spintui.profiles.records import iter_jsonl
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import RunPaths, create_run, read_manifest, request_stop
 
 torch.set_num_threads(1)
 
@@ -39,7 +41,7 @@ def train(tmp_path: Path, algo: str, **values) -> tuple[Path, list[dict]]:
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
+    path = RunPaths(run_dir).metrics
     data = path.read_bytes() if path.exists() else b""
     return [r for r in iter_jsonl(data) if r.get("kind") == kind]
 
@@ -178,8 +180,7 @@ def test_stop_request_is_honoured_with_a_final_checkpoint(tmp_path):
     while time.time() < deadline and not records(run_dir, "epoch"):
         time.sleep(0.2)
     assert records(run_dir, "epoch"), "no epoch within 120 s"
-    (run_dir / "control").mkdir(exist_ok=True)
-    (run_dir / "control" / "stop").write_text("test\n")  # what a viewer does
+    request_stop(run_dir)  # what a viewer does
     worker.join(timeout=60)
     assert not worker.is_alive() and status["s"] == "stopped"
     manifest = read_manifest(run_dir)
@@ -201,7 +202,7 @@ def test_nproc_2_keeps_ranks_identical_and_learns(tmp_path):
            "--runs-dir", str(tmp_path), "--name", "dp"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     run_dir = tmp_path / "dp"
-    assert out.returncode == 0, out.stderr + (run_dir / "output.log").read_text()
+    assert out.returncode == 0, out.stderr + RunPaths(run_dir).output_log.read_text()
     assert read_manifest(run_dir)["status"] == "finished"
     events = records(run_dir, "event")
     sums = next(e["param_checksums"] for e in events if "param_checksums" in e)

@@ -12,7 +12,7 @@ import pytest
 
 from spintui.algos.registry import ALGORITHMS
 from spintui.errors import ConfigError
-from spintui.options import AT_LEAST_1, UNIT, Range, accepted, build, coerce, flag_name, option, to_dict
+from spintui.options import AT_LEAST_1, UNIT, Range, accepted, build, flag_name, option, to_dict
 from spintui.tui.cli import main
 
 

@@ -13,7 +13,7 @@ import torch
 
 from spintui.kernels import blocksparse_matmul
 from spintui.profiles import kernel_sweep as ks
-from spintui.profiles.store import create_run, read_manifest
+from spintui.profiles.store import RunPaths, create_run, read_manifest
 from spintui.tui.cli import main
 
 torch.set_num_threads(1)
@@ -44,12 +44,12 @@ def recorded_profile(runs_dir: Path, name: str, scale: float) -> Path:
     rd = create_run(runs_dir, kind="profile", benchmark=ks.BENCHMARK, name=name, config=cfg.to_dict())
     ks.run_sweep(rd)
     lines = []
-    for line in (rd / "metrics.jsonl").read_text().splitlines():
+    for line in RunPaths(rd).metrics.read_text().splitlines():
         rec = json.loads(line)
         if rec.get("kind") == "kernel":
             rec["s_ours"] *= scale
         lines.append(json.dumps(rec))
-    (rd / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    RunPaths(rd).metrics.write_text("\n".join(lines) + "\n")
     return rd
 
 

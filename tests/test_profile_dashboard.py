@@ -10,7 +10,8 @@ import torch
 
 from spintui.kernels import blocksparse_matmul
 from spintui.profiles import kernel_sweep as ks
-from spintui.profiles.store import RunWriter, create_run, read_manifest
+from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.store import RunPaths, create_run, read_manifest
 from spintui.tui.profile_dashboard import ProfileDashboard
 from spintui.tui.screens import QuitDialog
 from spintui.tui.widgets import PlotView
@@ -161,7 +162,7 @@ def test_dashboard_follows_a_sweep_process(tmp_path, screen_text, wait_for):
             proc.kill()
     assert proc.wait(timeout=30) == 0
     assert read_manifest(rd)["status"] == "finished"
-    assert "finished: 2 cases" in (rd / "output.log").read_text()
+    assert "finished: 2 cases" in RunPaths(rd).output_log.read_text()
 
 
 def test_quit_does_not_ask_once_the_sweep_closed_its_run(recorded, stand_in_producer, wait_for):

@@ -12,7 +12,8 @@ import torch
 from spintui.algos.config import ConfigError
 from spintui.kernels import blocksparse_matmul
 from spintui.profiles import kernel_sweep as ks
-from spintui.profiles.store import RunReader, create_run, read_manifest
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.store import RunPaths, create_run, read_manifest
 
 torch.set_num_threads(1)
 
@@ -228,12 +229,12 @@ def doctored_copy(run_dir: Path, dest: Path, scale) -> Path:
     """A copy of a recorded profile whose s_ours is multiplied by scale(case)."""
     shutil.copytree(run_dir, dest)
     lines = []
-    for line in (dest / "metrics.jsonl").read_text().splitlines():
+    for line in RunPaths(dest).metrics.read_text().splitlines():
         rec = json.loads(line)
         if rec.get("kind") == "kernel" and rec.get("s_ours"):
             rec["s_ours"] *= scale(rec)
         lines.append(json.dumps(rec))
-    (dest / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    RunPaths(dest).metrics.write_text("\n".join(lines) + "\n")
     return dest
 
 

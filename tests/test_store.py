@@ -10,18 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from spintui.profiles import store
+from spintui.errors import RunError
+from spintui.profiles import run_writer
+from spintui.profiles.records import SCALAR_SIZE
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.runs import list_runs, resolve_run
-from spintui.profiles.store import (
-    SCALAR_SIZE,
-    RunError,
-    RunReader,
-    RunWriter,
-    create_run,
-    effective_status,
-    read_manifest,
-    request_stop,
-)
+from spintui.profiles.store import RunPaths, create_run, effective_status, read_manifest, request_stop
 
 
 def make_run(tmp_path, **kw):
@@ -67,7 +62,7 @@ def test_write_then_read_everything_back(tmp_path):
     q = update.scalars["LossQ"]
     assert len(q) == 500 and q.steps[-1] == 499 and q.values[-1] == pytest.approx(249.5)
     assert np.all(update.scalars["LossPi"].values == -np.arange(500))
-    progress = (run / "progress.txt").read_text().splitlines()
+    progress = RunPaths(run).progress.read_text().splitlines()
     assert progress[0].split("\t") == ["Epoch", "AverageEpRet", "LossQ"]
 
 
@@ -96,7 +91,7 @@ def test_reader_skips_torn_and_garbage_lines(tmp_path):
     run = make_run(tmp_path)
     with RunWriter(run, heartbeat=False) as w:
         w.event("one")
-    with open(run / store.METRICS, "ab") as f:
+    with open(RunPaths(run).metrics, "ab") as f:
         f.write(b'{"kind":"event","message":"garb\n')  # damaged line in the middle
         f.write(b'{"kind":"event","message":"two"}\n')
         f.write(b'{"kind":"event","mess')  # torn tail: no newline yet
@@ -104,7 +99,7 @@ def test_reader_skips_torn_and_garbage_lines(tmp_path):
     msgs = [r.get("message") for r in reader.poll().records]
     assert msgs == ["one", "two"]
     # the torn tail is not consumed: when the rest arrives it is read whole
-    with open(run / store.METRICS, "ab") as f:
+    with open(RunPaths(run).metrics, "ab") as f:
         f.write(b'age":"three"}\n')
     assert [r.get("message") for r in reader.poll().records] == ["three"]
 
@@ -114,9 +109,9 @@ def test_reopening_a_torn_log_keeps_later_records_aligned(tmp_path):
     with RunWriter(run, heartbeat=False) as w:
         w.scalar("x", 1.0, 1)
         w.event("before")
-    with open(run / store.METRICS, "ab") as f:
+    with open(RunPaths(run).metrics, "ab") as f:
         f.write(b'{"kind":"event","message":"tor')
-    with open(run / store.SCALARS, "ab") as f:
+    with open(RunPaths(run).scalars, "ab") as f:
         f.write(b"\x01\x02\x03")  # a partial binary record
     with RunWriter(run, heartbeat=False) as w:  # e.g. a resumed run
         w.scalar("x", 2.0, 2)
@@ -124,14 +119,14 @@ def test_reopening_a_torn_log_keeps_later_records_aligned(tmp_path):
     update = RunReader(run).poll()
     assert [r["message"] for r in update.records if r["kind"] == "event"] == ["before", "after"]
     assert update.scalars["x"].values.tolist() == [1.0, 2.0]
-    assert os.path.getsize(run / store.SCALARS) % SCALAR_SIZE == 0
+    assert os.path.getsize(RunPaths(run).scalars) % SCALAR_SIZE == 0
 
 
 def test_zero_filled_binary_block_is_ignored(tmp_path):
     run = make_run(tmp_path)
     with RunWriter(run, heartbeat=False) as w:
         w.scalar("x", 1.0, 1)
-    with open(run / store.SCALARS, "ab") as f:
+    with open(RunPaths(run).scalars, "ab") as f:
         f.write(b"\0" * SCALAR_SIZE * 4)  # what a lost page on a network filesystem looks like
     with RunWriter(run, heartbeat=False) as w:
         w.scalar("x", 2.0, 2)
@@ -147,7 +142,7 @@ def test_manifest_is_replaced_atomically_under_concurrent_reads(tmp_path):
     def reader():
         while not stop.is_set():
             try:
-                json.loads((run / store.MANIFEST).read_text())
+                json.loads(RunPaths(run).manifest.read_text())
             except ValueError as exc:  # a half-written manifest
                 errors.append(exc)
 
@@ -174,8 +169,8 @@ def test_heartbeat_and_crashed_status(tmp_path):
 
 
 def test_background_thread_flushes_and_beats(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "HEARTBEAT_INTERVAL_S", 0.2)
-    monkeypatch.setattr(store, "FLUSH_INTERVAL_S", 0.2)
+    monkeypatch.setattr(run_writer, "HEARTBEAT_INTERVAL_S", 0.2)
+    monkeypatch.setattr(run_writer, "FLUSH_INTERVAL_S", 0.2)
     run = make_run(tmp_path)
     w = RunWriter(run)
     first_beat = read_manifest(run)["heartbeat"]
@@ -226,8 +221,8 @@ def test_resolve_by_path_name_and_latest(tmp_path):
 def test_not_a_run(tmp_path):
     with pytest.raises(RunError, match="not a spintui run"):
         RunReader(tmp_path)
-    (tmp_path / "run.json").write_text("{not json")
-    with pytest.raises(RunError, match="cannot read"):
+    RunPaths(tmp_path).manifest.write_text("{not json")
+    with pytest.raises(RunError, match="damaged: run.json is not valid JSON"):
         read_manifest(tmp_path)
 
 
@@ -244,3 +239,17 @@ def test_many_series_split_correctly(tmp_path, n_keys):
         assert s.steps.tolist() == list(range(300))
         assert s.values.tolist() == [step * 1000 + j for step in range(300)]
         s.values += 1  # arrays are the caller's own, writable
+
+
+def test_run_paths_are_the_documented_layout(tmp_path):
+    # These names are the contract with other tools (progress.txt is what Spinning Up's plotter reads).
+    paths = RunPaths(str(tmp_path))
+    assert paths.root == tmp_path
+    assert {name: getattr(paths, name).relative_to(tmp_path).as_posix() for name in (
+        "manifest", "metrics", "scalars", "progress", "output_log", "checkpoints", "latest_checkpoint",
+        "control", "stop_request")} == {
+        "manifest": "run.json", "metrics": "metrics.jsonl", "scalars": "scalars.bin", "progress": "progress.txt",
+        "output_log": "output.log", "checkpoints": "checkpoints", "latest_checkpoint": "checkpoints/latest.pt",
+        "control": "control", "stop_request": "control/stop"}
+    with pytest.raises(AttributeError):
+        paths.root = tmp_path / "elsewhere"

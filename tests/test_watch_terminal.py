@@ -135,7 +135,7 @@ def test_watch_without_a_terminal_follows_headless(tmp_path, recorded_run):
 
 
 def test_watch_resolves_globs_names_and_paths(tmp_path, recorded_run):
-    from spintui.tui.run_commands import resolve_watch_runs
+    from spintui.profiles.runs import resolve_watch_runs
 
     a = recorded_run(tmp_path, name="sac-s0", steps=10)
     b = recorded_run(tmp_path, name="sac-s1", steps=10)

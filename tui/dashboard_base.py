@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -32,6 +31,7 @@ from textual.widgets import Static
 from spintui.errors import RunError
 from spintui.profiles import gpu as telemetry
 from spintui.profiles.processes import request_clean_stop, wait_for_exit
+from spintui.profiles.provenance import host_name
 from spintui.profiles.store import read_manifest
 from spintui.tui.data import Preload, RunTail, poll_tails
 from spintui.tui.frames import Frame
@@ -230,7 +230,7 @@ class DashboardBase(App):
     def remote_trainer(self) -> str | None:
         """The trainer's host when it is not this one: local telemetry would describe the wrong machine."""
         host = self.trainer[1]
-        return host if host and host != socket.gethostname() else None
+        return host if host and host != host_name() else None
 
     @while_mounted
     def on_telemetry_ready(self, message: TelemetryReady) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spintui.profiles.store import RunReader, effective_status
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.store import effective_status
 from spintui.tui.series import Series
 
 # --------------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from spintui.profiles.processes import request_clean_stop
-from spintui.profiles.store import RunReader, effective_status
+from spintui.profiles.run_reader import RunReader
+from spintui.profiles.store import effective_status
 
 POLL_S = 0.5
 MEAN_OF_EPISODES = 10  # the progress bar's return is the mean of this many latest training episodes
@@ -30,11 +31,12 @@ def _is_number(value) -> bool:
 
 
 def _epoch_line(rec: dict) -> str:
-    stats = rec.get("stats", {})
-    parts = [f"epoch {rec.get('epoch')}", f"step {rec.get('step', 0):,}"]
+    stats = rec.get("stats") if isinstance(rec.get("stats"), dict) else {}
+    step = rec.get("step", 0)
+    parts = [f"epoch {rec.get('epoch')}", f"step {step:,}" if _is_number(step) else "step ?"]
     for key in EPOCH_COLUMNS:
         value = stats.get(key)
-        if isinstance(value, (int, float)):
+        if _is_number(value):
             parts.append(f"{key} {value:.4g}")
     return "  ".join(parts)
 
@@ -104,14 +106,17 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
                 if interrupted["n"] and not stop_notice:
                     progress.console.print("[yellow]stopping: finishing the step and saving a checkpoint...")
                     stop_notice = True
-                status = effective_status(m)
+                status = effective_status(m)  # re-checked every POLL_S: a dead trainer shows at once
                 exited = proc is not None and proc.poll() is not None
-                if status != "running" or exited:
-                    if exited and status == "running":
+                # Our process lives on but the run's writer was another one (rank 0 under the
+                # data-parallel launcher, or a trainer yet to claim the run): it records the outcome.
+                launcher_left = proc is not None and not exited and status == "crashed" and m.get("pid") != proc.pid
+                if (status != "running" and not launcher_left) or exited:
+                    if exited and status in ("running", "crashed"):
                         time.sleep(0.3)  # let the final manifest land
                     show(reader.poll().records)  # whatever landed since the last poll
                     status = effective_status(reader.manifest)
-                    if exited and status == "running":
+                    if exited and status in ("running", "crashed"):
                         status = "failed"
                     break
                 time.sleep(POLL_S)

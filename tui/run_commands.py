@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -50,7 +49,8 @@ def existing_runs_dir(runs_dir: Path | None) -> Path:
 
 
 def runs(given: dict) -> None:
-    """List runs with their status (a running run whose trainer is gone shows as crashed)."""
+    """List runs with their status (a running run whose trainer is gone shows as crashed; one whose
+    run.json cannot be read, as damaged with the reason)."""
     from spintui.profiles.runs import format_age, list_runs
 
     opts = build(RunsOptions, given)
@@ -63,22 +63,24 @@ def runs(given: dict) -> None:
         rows.append({
             "name": r.name, "path": str(r.path), "kind": m.get("kind"),
             "algo": m.get("algo") or m.get("benchmark"), "env": m.get("env"), "status": r.status,
-            "steps": progress.get("step"), "total_steps": progress.get("total_steps"),
+            "reason": r.reason, "steps": progress.get("step"), "total_steps": progress.get("total_steps"),
             "last_return": progress.get("last_return"), "start_time": m.get("start_time"),
-            "age_s": round(now - r.start_time, 1),
+            "age_s": round(now - r.start_time, 1) if r.start_time else None,
         })
     if opts.json:
         print(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     if not rows:
         console.print(f"No runs in {directory}. Start one: spintui train sac --env Pendulum-v1", markup=False)
         return
-    colours = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red bold", "stopped": "yellow"}
-    table = Table(title=f"runs in {directory}", title_justify="left")
+    colours = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red bold", "stopped": "yellow",
+               "damaged": "magenta"}
+    table = Table(title=escape(f"runs in {directory}"), title_justify="left")
     for col in ("name", "kind", "algo", "env", "status", "steps", "last return", "age"):
         table.add_column(col, justify="right" if col in ("steps", "last return", "age") else "left")
     for row in rows:
@@ -86,17 +88,21 @@ def runs(given: dict) -> None:
         if row["steps"] is not None and row["total_steps"]:
             steps += f"/{row['total_steps']:,}"
         ret = "" if row["last_return"] is None else f"{row['last_return']:.1f}"
-        status = row["status"]
-        table.add_row(row["name"], row["kind"] or "", row["algo"] or "", row["env"] or "",
-                      f"[{colours.get(status, 'white')}]{status}[/]", steps, ret, format_age(row["age_s"]))
+        status = escape(row["status"] + (f" ({row['reason']})" if row["reason"] else ""))
+        age = "" if row["age_s"] is None else format_age(row["age_s"])
+        table.add_row(*(escape(row[k] or "") for k in ("name", "kind", "algo", "env")),
+                      f"[{colours.get(row['status'], 'white')}]{status}[/]", steps, ret, age)
     console.print(table)
 
 
 def watch(given: dict) -> None:
     """Open the live dashboard on one or more runs, live or finished."""
+    from spintui.profiles.runs import resolve_watch_runs
+
     opts = build(WatchOptions, given)
     directory = runs_dir_or_default(opts.runs_dir)
-    run_dirs = resolve_watch_runs(opts.runs, directory)
+    run_dirs = resolve_watch_runs(opts.runs, directory,
+                                  warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         if len(run_dirs) > 1:
             raise UsageError("watching several runs needs a terminal; give one run to follow it headless")
@@ -110,28 +116,6 @@ def watch(given: dict) -> None:
     from spintui.tui.app import run_dashboard
 
     run_dashboard(run_dirs, preload=preload)
-
-
-def resolve_watch_runs(specs: list[str], runs_dir: Path) -> list[Path]:
-    """Run directories from paths, names, `latest` or globs (of paths or of names under runs_dir)."""
-    import glob
-
-    from spintui.profiles.runs import resolve_run
-    from spintui.profiles.store import MANIFEST
-
-    out: list[Path] = []
-    for spec in specs:
-        if any(ch in spec for ch in "*?["):
-            hits = sorted({*glob.glob(os.path.expanduser(spec)), *glob.glob(str(runs_dir / spec))})
-            found = [Path(h) for h in hits if (Path(h) / MANIFEST).is_file()]
-            if not found:
-                raise RunError(f"no runs match {spec!r} (as a path or a name in {runs_dir})")
-        else:
-            found = [resolve_run(spec, runs_dir)]
-        for path in found:
-            if all(path.resolve() != p.resolve() for p in out):
-                out.append(path)
-    return out
 
 
 def evaluate(given: dict) -> None:

@@ -102,7 +102,7 @@ def train(algo: str, given: dict) -> None:
 def start_single_run(spec: Algorithm, opts: TrainOptions, runs_dir: Path, cfg) -> None:
     from spintui.algos.config import config_to_dict
     from spintui.profiles.processes import start_trainer
-    from spintui.profiles.store import create_run
+    from spintui.profiles.store import RunPaths, create_run
 
     run_dir = create_run(runs_dir, kind="train", name=opts.name, algo=spec.name, env=cfg.env, seed=cfg.seed,
                          config=config_to_dict(cfg), argv=["spintui", *sys.argv[1:]])
@@ -115,7 +115,7 @@ def start_single_run(spec: Algorithm, opts: TrainOptions, runs_dir: Path, cfg) -
     from spintui.tui.follow import follow_run
 
     if follow_run(run_dir, proc) == "failed":
-        raise CommandFailed(f"training failed: {failure_reason(run_dir)} (log: {run_dir / 'output.log'})")
+        raise CommandFailed(f"training failed: {failure_reason(run_dir)} (log: {RunPaths(run_dir).output_log})")
 
 
 def check_runtime(spec: Algorithm, cfg) -> None:
@@ -140,7 +140,7 @@ def check_runtime(spec: Algorithm, cfg) -> None:
 
 
 def failure_reason(run_dir: Path) -> str:
-    from spintui.profiles.store import read_manifest
+    from spintui.profiles.store import RunPaths, read_manifest
 
     try:
         error = read_manifest(run_dir).get("error")
@@ -149,7 +149,7 @@ def failure_reason(run_dir: Path) -> str:
     if error:
         return str(error).splitlines()[0]
     try:
-        lines = [ln for ln in (run_dir / "output.log").read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln for ln in RunPaths(run_dir).output_log.read_text(errors="replace").splitlines() if ln.strip()]
         return lines[-1] if lines else "the trainer exited without a message"
     except OSError:
         return "the trainer exited without a message"
