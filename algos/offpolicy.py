@@ -7,7 +7,7 @@ test the deterministic policy, log a row and save a checkpoint. Each algorithm m
 agent with `act(obs, deterministic)` and `update(batch)`; everything algorithm-specific lives there.
 
 Speed notes (why the code looks the way it does):
-* The critics of TD3/SAC are one module with stacked weights, evaluated with one `bmm` per
+* The critics of DDPG/TD3/SAC are one module with stacked weights, evaluated with one `bmm` per
   hidden layer, so twin Q costs the kernel launches of a single network.
 * Replay samples for a whole update block are drawn and gathered at once; logging statistics stay
   on the device and are read back once per block (no host sync inside the update loop).
@@ -20,6 +20,7 @@ Speed notes (why the code looks the way it does):
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Callable
@@ -29,16 +30,9 @@ import torch
 from torch import nn
 from torch.optim.adam import adam as adam_update
 
+from spintui.algos import native
 from spintui.algos.config import OffPolicyConfig, config_to_dict
-from spintui.algos.core import (
-    EpochStats,
-    PhaseTimer,
-    resolve_device,
-    save_checkpoint,
-    seed_env,
-    set_seed,
-    set_threads,
-)
+from spintui.algos.core import EpochStats, PhaseTimer, resolve_device, save_checkpoint, seed_env, set_seed, set_threads
 
 # --------------------------------------------------------------------------------------------------
 # Environment
@@ -202,6 +196,23 @@ class MLP(nn.Module):
         return x if self.output_activation is None else self.output_activation(x)
 
 
+def saved_policy(checkpoint: dict, env, device="cpu", *, actor_class: type[nn.Module]) -> Callable:
+    """The checkpoint's actor (built as in the agents) as obs -> its deterministic action, actor.mode(obs)."""
+    device = torch.device(device)
+    act_scale, act_center = action_bounds(env.action_space, device)
+    actor = actor_class(env.observation_space.shape[0], env.action_space.shape[0],
+                        tuple(checkpoint["config"]["hidden_sizes"]), act_scale, act_center).to(device)
+    actor.load_state_dict(checkpoint["modules"]["actor"])
+    actor.eval()
+
+    @torch.inference_mode()
+    def policy(obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+        return actor.mode(obs_t)[0].cpu().numpy()
+
+    return policy
+
+
 def frozen(module: nn.Module) -> list[torch.Tensor]:
     """Detached views of a module's parameters: they follow in-place optimizer steps but take no
     gradient (Spinning Up freezes the critics while the actor steps; this costs nothing per update)."""
@@ -209,8 +220,6 @@ def frozen(module: nn.Module) -> list[torch.Tensor]:
 
 
 def target_copy(module: nn.Module) -> nn.Module:
-    import copy
-
     target = copy.deepcopy(module)
     for p in target.parameters():
         p.requires_grad_(False)
@@ -263,8 +272,6 @@ def minimize(loss: torch.Tensor, optimizer: torch.optim.Adam) -> None:
 
 
 def update_description(agent, device: torch.device) -> str:
-    from spintui.algos import native
-
     if getattr(agent, "native", None):
         return "compiled C update"
     ok, why = native.available() if device.type == "cpu" else (False, "")
@@ -318,8 +325,7 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
     with_min_max, average_only = agent.stat_layout()
     start = epoch_start = time.perf_counter()
     epoch_start_step, epoch, last, saved_step = 0, 0, {}, -1
-    ep_ret, ep_len = 0.0, 0
-    step = 0
+    ep_ret, ep_len, step = 0.0, 0, 0
 
     def end_epoch(step: int, epoch: int) -> dict:
         nonlocal epoch_start, epoch_start_step, saved_step

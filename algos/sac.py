@@ -16,6 +16,7 @@ offpolicy.run_off_policy, the same for DDPG, TD3 and SAC.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -24,18 +25,8 @@ from torch import nn
 
 from spintui.algos import native
 from spintui.algos.config import SACConfig
-from spintui.algos.offpolicy import (
-    MLP,
-    QEnsemble,
-    action_bounds,
-    adam,
-    frozen,
-    minimize,
-    polyak_update,
-    q_forward,
-    run_off_policy,
-    target_copy,
-)
+from spintui.algos.offpolicy import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
+                                     q_forward, run_off_policy, saved_policy, target_copy)
 
 LOG_STD_MIN, LOG_STD_MAX = -20, 2
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -68,6 +59,10 @@ class SquashedGaussianActor(nn.Module):
             logp = -neg_logp.sum(-1) - self.act_dim * HALF_LOG_2PI
         action = torch.addcmul(self.act_center, torch.tanh(u), self.act_scale)
         return action, logp
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action: the mean, squashed and scaled."""
+        return self(obs, deterministic=True, with_logprob=False)[0]
 
 
 class SAC:
@@ -196,19 +191,4 @@ def train(cfg: SACConfig, run) -> dict:
     return run_off_policy(cfg, run, "sac", SAC)
 
 
-def load_policy(checkpoint: dict, env, device: str | torch.device = "cpu"):
-    """The saved deterministic policy (mean action) as obs -> action."""
-    cfg = checkpoint["config"]
-    device = torch.device(device)
-    act_scale, act_center = action_bounds(env.action_space, device)
-    actor = SquashedGaussianActor(env.observation_space.shape[0], env.action_space.shape[0],
-                                  tuple(cfg["hidden_sizes"]), act_scale, act_center).to(device)
-    actor.load_state_dict(checkpoint["modules"]["actor"])
-    actor.eval()
-
-    @torch.inference_mode()
-    def policy(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
-        return actor(obs_t, deterministic=True, with_logprob=False)[0][0].cpu().numpy()
-
-    return policy
+load_policy = partial(saved_policy, actor_class=SquashedGaussianActor)  # the mean action

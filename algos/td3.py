@@ -1,57 +1,71 @@
-"""Twin Delayed DDPG, following Spinning Up's PyTorch td3.py (Fujimoto et al. 2018).
+"""Twin Delayed DDPG, following Spinning Up's PyTorch td3.py (Fujimoto et al. 2018), and DDPG as its
+special case (ddpg.py: one critic, no target policy smoothing, policy delay 1).
 
 Per update j of a block, on a minibatch (o, a, r, o', d) with d = terminated (truncation bootstraps):
 
     a' = clip(mu_targ(o') + clip(eps, -noise_clip, noise_clip), low, high),  eps ~ N(0, target_noise)
+         (DDPG: a' = mu_targ(o'))
     backup = r + gamma (1 - d) min_i Q_targ_i(o', a')
-    LossQ  = sum_i mean (Q_i(o, a) - backup)^2                     -> step both critics
+    LossQ  = sum_i mean (Q_i(o, a) - backup)^2                     -> step the critics
     every policy_delay-th update (j % policy_delay == 0):
         LossPi = -mean Q_1(o, mu(o))   (critics frozen)            -> step actor
         mu_targ, Q_targ <- polyak targ + (1 - polyak) online
 
-Exploration adds N(0, act_noise) to mu(o) and clips to the bounds (noise in action units, as in
-Spinning Up). The loop is offpolicy.run_off_policy, the same for DDPG, TD3 and SAC.
+The actor is a tanh MLP scaled to the action bounds. Exploration adds N(0, act_noise) to mu(o) and
+clips to the bounds (noise in action units, as in Spinning Up). The loop is
+offpolicy.run_off_policy, the same for DDPG, TD3 and SAC.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
 from spintui.algos import native
-from spintui.algos.config import TD3Config
-from spintui.algos.ddpg import DeterministicActor, load_policy  # noqa: F401  (same saved policy)
-from spintui.algos.offpolicy import (
-    QEnsemble,
-    action_bounds,
-    adam,
-    frozen,
-    minimize,
-    polyak_update,
-    q_forward,
-    run_off_policy,
-    target_copy,
-)
+from spintui.algos.config import DDPGConfig, TD3Config
+from spintui.algos.offpolicy import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
+                                     q_forward, run_off_policy, saved_policy, target_copy)
+
+
+class DeterministicActor(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, act_scale: torch.Tensor, act_center: torch.Tensor):
+        super().__init__()
+        self.pi = MLP([obs_dim, *hidden_sizes, act_dim], output_activation=torch.tanh)
+        self.register_buffer("act_scale", act_scale)
+        self.register_buffer("act_center", act_center)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.act_center, self.pi(obs), self.act_scale)
+
+    mode = forward  # the deterministic action, as SquashedGaussianActor.mode
 
 
 class TD3:
-    def __init__(self, cfg: TD3Config, obs_space, act_space, device: torch.device):
+    """TD3's agent: `critics` Q networks (clipped double-Q with two), target policy smoothing when
+    `smoothing`, actor and target steps every `policy_delay` critic steps (cfg.policy_delay if None)."""
+
+    def __init__(self, cfg: TD3Config | DDPGConfig, obs_space, act_space, device: torch.device, *,
+                 critics: int = 2, smoothing: bool = True, policy_delay: int | None = None):
         obs_dim, act_dim = obs_space.shape[0], act_space.shape[0]
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.smoothing = cfg, device, smoothing
+        self.policy_delay = cfg.policy_delay if policy_delay is None else policy_delay
+        self.q_names = ("QVals",) if critics == 1 else tuple(f"Q{k + 1}Vals" for k in range(critics))
         self.act_scale, self.act_center = action_bounds(act_space, device)
         self.act_low, self.act_high = self.act_center - self.act_scale, self.act_center + self.act_scale
         self.low_np, self.high_np = act_space.low, act_space.high
         self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes, self.act_scale, self.act_center).to(device)
         self.actor_targ = target_copy(self.actor)
-        self.critic = QEnsemble(2, obs_dim, act_dim, cfg.hidden_sizes).to(device)  # q1, q2
+        self.critic = QEnsemble(critics, obs_dim, act_dim, cfg.hidden_sizes).to(device)
         self.critic_targ = target_copy(self.critic)
         self.q1_frozen = [p[:1] for p in frozen(self.critic)]  # the actor follows Q1 only
         self.pi_optimizer = adam(self.actor.parameters(), cfg.pi_lr)
         self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
         self.native = native.DeterministicAgentViews(
             self.actor, self.actor_targ, self.pi_optimizer, self.critic, self.critic_targ, self.q_optimizer,
-            members=2) if native.wanted(cfg.update, device, cfg.hidden_sizes) else None
+            members=critics) if native.wanted(cfg.update, device, cfg.hidden_sizes) else None
 
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -66,29 +80,30 @@ class TD3:
     # -- learning ------------------------------------------------------------------------------
     def update(self, obs, act, rew, next_obs, done) -> dict[str, torch.Tensor]:
         discount = self.cfg.gamma * (1 - done)
-        # Target policy smoothing noise for the whole block at once.
-        target_eps = (torch.randn(*act.shape, device=self.device) * self.cfg.target_noise).clamp(
-            -self.cfg.noise_clip, self.cfg.noise_clip)
+        target_eps = None
+        if self.smoothing:  # target policy smoothing noise for the whole block at once
+            target_eps = (torch.randn(*act.shape, device=self.device) * self.cfg.target_noise).clamp(
+                -self.cfg.noise_clip, self.cfg.noise_clip)
         if self.native:
             stats = self.native.update(obs, act, rew, next_obs, discount, target_eps, self.cfg.polyak,
-                                       self.cfg.policy_delay)
-            return {"LossQ": stats["LossQ"], "LossPi": stats["LossPi"],
-                    "Q1Vals": stats["Q"][:, 0], "Q2Vals": stats["Q"][:, 1]}
+                                       self.policy_delay)
+            return self.named_stats(stats["LossQ"], stats["LossPi"], stats["Q"])
         loss_q, loss_pi, q_vals = [], [], []
         for j in range(obs.shape[0]):
-            lq, q = self.update_critic(obs[j], act[j], rew[j], next_obs[j], discount[j], target_eps[j])
+            eps = None if target_eps is None else target_eps[j]
+            lq, q = self.update_critic(obs[j], act[j], rew[j], next_obs[j], discount[j], eps)
             loss_q.append(lq)
             q_vals.append(q)
-            if j % self.cfg.policy_delay == 0:
+            if j % self.policy_delay == 0:
                 loss_pi.append(self.update_actor_and_targets(obs[j]))
-        q_vals = torch.stack(q_vals)
-        return {"LossQ": torch.stack(loss_q), "LossPi": torch.stack(loss_pi),
-                "Q1Vals": q_vals[:, 0], "Q2Vals": q_vals[:, 1]}
+        return self.named_stats(torch.stack(loss_q), torch.stack(loss_pi), torch.stack(q_vals))
 
     def update_critic(self, o, a, r, o2, discount, target_eps):
         q = self.critic(o, a)
         with torch.no_grad():
-            a2 = torch.clamp(self.actor_targ(o2) + target_eps, self.act_low, self.act_high)
+            a2 = self.actor_targ(o2)
+            if target_eps is not None:
+                a2 = torch.clamp(a2 + target_eps, self.act_low, self.act_high)
             q_pi_targ = self.critic_targ(o2, a2).amin(0)  # clipped double-Q
             backup = r + discount * q_pi_targ
         loss_q = (q - backup).square().mean(1).sum()
@@ -102,9 +117,13 @@ class TD3:
         polyak_update(self.critic_targ, self.critic, self.cfg.polyak)
         return loss_pi.detach()
 
+    def named_stats(self, loss_q, loss_pi, q) -> dict[str, torch.Tensor]:
+        """q: (n, critics, batch), logged as QVals (one critic) or Q1Vals, Q2Vals, ..."""
+        return {"LossQ": loss_q, "LossPi": loss_pi, **{name: q[:, k] for k, name in enumerate(self.q_names)}}
+
     # -- logging and checkpoints ---------------------------------------------------------------
     def stat_layout(self):
-        return ("Q1Vals", "Q2Vals"), ("LossQ", "LossPi")
+        return self.q_names, ("LossQ", "LossPi")
 
     def epoch_values(self) -> dict[str, float]:
         return {}
@@ -123,3 +142,6 @@ class TD3:
 def train(cfg: TD3Config, run) -> dict:
     """Train TD3 on cfg.env, logging into `run` (a profiles.store.RunWriter)."""
     return run_off_policy(cfg, run, "td3", TD3)
+
+
+load_policy = partial(saved_policy, actor_class=DeterministicActor)  # mu(o); also DDPG's

@@ -9,10 +9,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
-from spintui.algos import onpolicy
-from spintui.algos.onpolicy import average_gradients
+from spintui.algos.actor_critic import load_policy  # noqa: F401  (spintui eval's obs -> action)
+from spintui.algos.data_parallel import average_gradients
+from spintui.algos.onpolicy import run_on_policy
 
 COLUMNS = {"LossPi": "avg", "LossV": "avg", "DeltaLossPi": "avg", "DeltaLossV": "avg", "Entropy": "avg",
            "KL": "avg"}
@@ -42,28 +45,8 @@ def update_policy(ac, pi_optimizer, data: dict) -> dict[str, float]:
 
 
 def train(cfg, run) -> None:
-    session = onpolicy.Session("vpg", cfg, run)
-    ac = session.ac
-    pi_optimizer = torch.optim.Adam(ac.pi.parameters(), lr=cfg.pi_lr)
-    v_optimizer = torch.optim.Adam(ac.v.parameters(), lr=cfg.vf_lr)
-    optimizers = {"pi": pi_optimizer, "v": v_optimizer}
+    def make_policy_update(ac):
+        pi_optimizer = torch.optim.Adam(ac.pi.parameters(), lr=cfg.pi_lr)
+        return partial(update_policy, ac, pi_optimizer), {"pi": pi_optimizer}
 
-    for epoch in range(session.epochs):
-        data = session.collect()
-        if data is None:  # stop requested mid-rollout: keep the last complete update
-            break
-        with session.timer.phase("policyUpdate"):
-            pi_info = update_policy(ac, pi_optimizer, data)
-        with session.timer.phase("valueUpdate"):
-            loss_v_old, loss_v_new = onpolicy.update_value(ac, v_optimizer, data, cfg.train_v_iters)
-        session.end_epoch(epoch, COLUMNS, LossV=loss_v_old, DeltaLossV=loss_v_new - loss_v_old, **pi_info)
-        session.checkpoint(optimizers)
-        if session.should_stop(0):
-            break
-    session.close(optimizers)
-
-
-def load_policy(checkpoint: dict, env, device="cpu"):
-    """A deterministic obs -> action callable (mean action, or the most likely discrete action)."""
-    ac = onpolicy.load_actor_critic(checkpoint, env, device)
-    return onpolicy.deterministic_policy(ac, env.action_space, device)
+    run_on_policy(cfg, run, "vpg", COLUMNS, make_policy_update)

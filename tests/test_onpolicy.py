@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -16,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from spintui.algos import launch, onpolicy
+from spintui.algos import actor_critic, launch
 from spintui.algos.config import config_to_dict, make_config
 from spintui.algos.core import load_checkpoint
+from spintui.algos.rollout import Rollout, gae_advantages
 from spintui.profiles.records import iter_jsonl
-from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import RunPaths, create_run, read_manifest, request_stop
 
 torch.set_num_threads(1)
@@ -66,8 +65,8 @@ def test_gae_bootstraps_truncation_but_not_termination():
         ret = [1.0 + gamma * (2.0 + gamma * end_value), 2.0 + gamma * end_value, 3.0 + gamma * 4.0]
         return np.array(adv)[:, None], np.array(ret)[:, None]
 
-    terminated = onpolicy.gae_advantages(rew, val, ended, np.zeros((3, 1)), last_val, gamma, lam)
-    truncated = onpolicy.gae_advantages(rew, val, ended, np.array([[0.0], [10.0], [0.0]]), last_val, gamma, lam)
+    terminated = gae_advantages(rew, val, ended, np.zeros((3, 1)), last_val, gamma, lam)
+    truncated = gae_advantages(rew, val, ended, np.array([[0.0], [10.0], [0.0]]), last_val, gamma, lam)
     for got, want in zip(terminated, expected(0.0)):
         np.testing.assert_allclose(got, want, rtol=1e-12)
     for got, want in zip(truncated, expected(10.0)):
@@ -76,9 +75,9 @@ def test_gae_bootstraps_truncation_but_not_termination():
 
 def test_rollout_bootstraps_from_final_observation_at_time_limit():
     # max_ep_len 5 on CartPole: every episode is truncated (a pole cannot fall in 5 steps).
-    rollout = onpolicy.Rollout("CartPole-v1", num_envs=2, steps_per_env=12, max_ep_len=5, seed=3,
-                               device=torch.device("cpu"))
-    ac = onpolicy.build_actor_critic(rollout.envs, (16,), "cpu")
+    rollout = Rollout("CartPole-v1", num_envs=2, steps_per_env=12, max_ep_len=5, seed=3,
+                      device=torch.device("cpu"))
+    ac = actor_critic.build_actor_critic(rollout.envs, (16,), "cpu")
     episodes = []
     assert rollout.collect(ac, lambda t, ret, length: episodes.append((t, ret, length)), lambda t: False)
     data = rollout.finish(ac, gamma=0.99, lam=0.97)
@@ -98,9 +97,9 @@ def test_rollout_bootstraps_from_final_observation_at_time_limit():
 
 def test_terminated_episode_is_not_bootstrapped():
     # A policy that always pushes left topples CartPole within ~10 steps: terminations.
-    rollout = onpolicy.Rollout("CartPole-v1", num_envs=1, steps_per_env=40, max_ep_len=1000, seed=0,
-                               device=torch.device("cpu"))
-    ac = onpolicy.build_actor_critic(rollout.envs, (16,), "cpu")
+    rollout = Rollout("CartPole-v1", num_envs=1, steps_per_env=40, max_ep_len=1000, seed=0,
+                      device=torch.device("cpu"))
+    ac = actor_critic.build_actor_critic(rollout.envs, (16,), "cpu")
     with torch.no_grad():
         ac.pi.logits_net[-2].bias.copy_(torch.tensor([50.0, -50.0]))
     assert rollout.collect(ac, lambda *a: None, lambda t: False)
@@ -112,9 +111,9 @@ def test_terminated_episode_is_not_bootstrapped():
 
 def test_box_actions_are_clipped_for_the_env_but_stored_unclipped():
     pytest.importorskip("mujoco")
-    rollout = onpolicy.Rollout("InvertedPendulum-v5", num_envs=1, steps_per_env=50, max_ep_len=1000, seed=0,
-                               device=torch.device("cpu"))
-    ac = onpolicy.build_actor_critic(rollout.envs, (16,), "cpu")
+    rollout = Rollout("InvertedPendulum-v5", num_envs=1, steps_per_env=50, max_ep_len=1000, seed=0,
+                      device=torch.device("cpu"))
+    ac = actor_critic.build_actor_critic(rollout.envs, (16,), "cpu")
     with torch.no_grad():
         ac.pi.log_std.fill_(2.0)  # std 7.4 with bounds +-3: many samples fall outside
     sent = []
@@ -139,7 +138,7 @@ def test_checkpoint_and_load_policy(tmp_path, algo):
     assert checkpoint["algo"] == algo and checkpoint["step"] == 1000 and checkpoint["epoch"] == 2
     env = gym.make("CartPole-v1")
     policy = importlib.import_module(f"spintui.algos.{algo}").load_policy(checkpoint, env, "cpu")
-    ac = onpolicy.load_actor_critic(checkpoint, env, "cpu")
+    ac = actor_critic.load_actor_critic(checkpoint, env, "cpu")
     obs, _ = env.reset(seed=0)
     for _ in range(20):
         action = policy(obs)
@@ -160,10 +159,10 @@ def test_load_policy_box_returns_clipped_mean(tmp_path):
     from spintui.algos import ppo
 
     policy = ppo.load_policy(checkpoint, env, "cpu")
-    ac = onpolicy.load_actor_critic(checkpoint, env, "cpu")
+    ac = actor_critic.load_actor_critic(checkpoint, env, "cpu")
     with torch.no_grad():
         ac.pi.mu_net[-2].bias.fill_(100.0)  # a mean far outside the bounds
-    clipped = onpolicy.deterministic_policy(ac, env.action_space, "cpu")
+    clipped = actor_critic.deterministic_policy(ac, env.action_space, "cpu")
     obs, _ = env.reset(seed=0)
     with torch.no_grad():
         mean = ac.pi.mu_net(torch.as_tensor(obs, dtype=torch.float32)).numpy()
