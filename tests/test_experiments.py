@@ -42,7 +42,7 @@ def test_a_seed_and_gamma_grid_runs_as_one_experiment(tmp_path):
         assert manifest["config"]["gamma"] == run["values"]["gamma"]
         assert manifest["config"]["seed"] == run["values"]["seed"] and manifest["experiment"] == "grid"
     assert experiment_status(exp_dir) == "finished"
-    assert out.stdout.count(": finished") == 4
+    assert out.stdout.count(": finished at step 200") == 4 and "grid: finished (4 finished)" in out.stdout
 
 
 def test_runs_wait_queued_and_ctrl_c_stops_every_run_cleanly(tmp_path):

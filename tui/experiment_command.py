@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from spintui.errors import CommandFailed
+from spintui.errors import CommandFailed, RunError
 
 SCHEDULER_MODULE = "spintui.algos.scheduler"
 POLL_S = 1.0
@@ -68,40 +68,66 @@ def start_experiment(spec, opts, runs_dir: Path, varying: list[str], grid: dict,
         raise CommandFailed(f"experiment {exp_dir.name}: some runs failed (see spintui runs {exp_dir.name} --all)")
 
 
-def follow_experiment(exp_dir: Path, scheduler=None, out=sys.stdout) -> str:
-    """Print each run's end and the experiment's progress until the scheduler exits; Ctrl-C asks the
-    scheduler to stop every run cleanly and waits for it."""
-    from spintui.profiles.experiments import experiment_status, read_experiment, run_statuses
+def follow_experiment(exp_dir: Path, scheduler=None, console=None) -> str:
+    """A progress bar over every run's steps and a line as each run ends, until the scheduler exits;
+    Ctrl-C asks the scheduler to stop every run cleanly and waits for it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from spintui.profiles.experiments import FINAL, experiment_run_dirs, experiment_status, read_experiment
+    from spintui.profiles.store import effective_status, read_manifest
+
+    console = console or Console()
     data = read_experiment(exp_dir)
-    total = len(data["runs"])
-    reported: dict[str, str] = {}
+    run_dirs = experiment_run_dirs(exp_dir, data)
+    reported: set[str] = set()
     interrupted = False
 
     def on_interrupt(signum, frame):
         nonlocal interrupted
         if scheduler is not None and scheduler.poll() is None:
             scheduler.send_signal(signal.SIGTERM)
-        if not interrupted:
-            print("stopping every run cleanly (final checkpoints) ...", file=sys.stderr)
         interrupted = True
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if scheduler is not None else None
+    progress = Progress(TextColumn("[bold]{task.fields[counts]}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("steps"), TimeElapsedColumn(), console=console, disable=not console.is_terminal)
     try:
-        while True:
-            statuses = run_statuses(exp_dir, data)
-            for name, status in statuses.items():
-                if status != reported.get(name) and status not in ("queued",):
-                    reported[name] = status
-                    counts = {s: list(statuses.values()).count(s) for s in set(statuses.values())}
-                    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                    print(f"{name}: {status}  [{summary}; {total} runs]", file=out, flush=True)
-            live = scheduler.poll() is None if scheduler is not None else \
-                experiment_status(exp_dir, read_experiment(exp_dir)) == "running"
-            if not live:
-                break
-            time.sleep(POLL_S)
+        with progress:
+            task = progress.add_task("experiment", total=None, counts="")
+            notice = False
+            while True:
+                done = total = 0
+                counts: dict[str, int] = {}
+                for run_dir in run_dirs:
+                    try:
+                        manifest = read_manifest(run_dir)
+                        status = effective_status(manifest)
+                    except RunError:
+                        manifest, status = {}, "damaged"
+                    counts[status] = counts.get(status, 0) + 1
+                    p = manifest.get("progress") or {}
+                    total += int(p.get("total_steps") or (manifest.get("config") or {}).get("steps") or 0)
+                    done += int(p.get("step") or 0)
+                    if status in FINAL and run_dir.name not in reported:
+                        reported.add(run_dir.name)
+                        ret = p.get("last_return")
+                        tail = f", return {ret:.1f}" if isinstance(ret, (int, float)) else ""
+                        progress.console.print(f"{run_dir.name}: {status} at step {int(p.get('step') or 0):,}{tail}",
+                                               markup=False)
+                summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                progress.update(task, total=total or None, completed=done, counts=summary)
+                if interrupted and not notice:
+                    progress.console.print("stopping every run cleanly (final checkpoints) ...", markup=False)
+                    notice = True
+                live = scheduler.poll() is None if scheduler is not None else \
+                    experiment_status(exp_dir, read_experiment(exp_dir)) == "running"
+                if not live:
+                    break
+                time.sleep(POLL_S)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    return experiment_status(exp_dir)
+    status = experiment_status(exp_dir)
+    console.print(f"experiment {exp_dir.name}: {status} ({summary})", markup=False)
+    return status
