@@ -2,7 +2,7 @@
 
 Each task runs the same trainer process a local run does (``python -m spintui.algos.launch RUN``)
 on whichever node Ray picks, so every node needs spintui installed and the runs directory on storage
-that every node sees (NFS, Lustre, ...). `probe_nodes` checks the second up front: a task pinned to
+that every node sees (NFS, Lustre, ...). `check_cluster` checks the second up front: a task pinned to
 each node writes a file there, and the driver must see every one of them.
 
 Ray is an optional extra (`pip install spintui[ray]`); only this module imports it.
@@ -10,7 +10,9 @@ Ray is an optional extra (`pip install spintui[ray]`); only this module imports 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -30,12 +32,42 @@ def _ray():
     return ray
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Ray's C++ core writes start-up notes straight to file descriptor 2; a command's errors are one
+    line, so they go to /dev/null while connecting (failures still arrive as exceptions)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an unreachable head for minutes; one TCP connect says at once whether it is there."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray must be auto or HOST:PORT of a Ray head, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UsageError(f"--ray {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
+                         f"`ray start --head` or give its address") from None
+
+
 def connect(address: str):
     """Join an existing cluster (`auto`: the one RAY_ADDRESS or a local head names)."""
     ray = _ray()
     if not ray.is_initialized():
+        _check_reachable(address)
         try:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            with _quiet_stderr():
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UsageError(f"--ray {address}: cannot connect to a Ray cluster ({first[:200]})") from None
@@ -58,16 +90,27 @@ def _write_probe(directory: str, token: str) -> str:
     return str(path)
 
 
-def probe_nodes(address: str, runs_dir: Path) -> int:
-    """Check that every alive node can write `runs_dir` and that this machine sees what it wrote;
-    returns the number of nodes. Raises UsageError naming the first node that fails."""
+def check_cluster(address: str, runs_dir: Path, configs: list[dict]) -> int:
+    """Before anything is created: every run fits on some node, every alive node can write `runs_dir`
+    and this machine sees what it wrote. Returns the number of nodes; raises UsageError naming the
+    first problem."""
     ray = connect(address)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    for key, ray_key in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+        need = max(resources(c)[key] for c in configs)
+        have = max((n.get("Resources", {}).get(ray_key, 0) for n in nodes), default=0)
+        if need > have:
+            raise UsageError(f"--ray: a run needs {need} {ray_key}s on one node (threads x nproc, or a GPU for "
+                             f"--device cuda); the largest node has {have:g}")
+    return _probe_storage(ray, nodes, runs_dir)
+
+
+def _probe_storage(ray, nodes: list[dict], runs_dir: Path) -> int:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     runs_dir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     probe = ray.remote(num_cpus=0)(_write_probe)
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
     refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote(str(runs_dir.resolve()), token) for n in nodes]
     try:

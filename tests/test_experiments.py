@@ -79,6 +79,9 @@ def test_runs_wait_queued_and_ctrl_c_stops_every_run_cleanly(tmp_path):
     (["--seed", "0,1,2", "--max-runs", "2"], "the grid has 3 runs, more than --max-runs 2"),
     (["--seed", "0", "--parallel", "2"], "--parallel applies to experiments"),
     (["--gama", "0.9,0.99"], "No such option: --gama"),
+    (["--seed", "0,1", "--runs-dir", "a,b"], "--runs-dir takes one value"),
+    (["--seed", "0,1", "--ray", "head"], "--ray must be auto or HOST:PORT of a Ray head, got 'head'"),
+    (["--seed", "0,1", "--ray", "127.0.0.1:1"], "--ray 127.0.0.1:1: no Ray head answers there"),
 ])
 def test_bad_grids_are_refused_before_anything_exists(args, fragment, tmp_path):
     out = spintui("train", "sac", "--env", "Pendulum-v1", *args, "--headless", cwd=tmp_path)

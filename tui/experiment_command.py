@@ -39,9 +39,9 @@ def start_experiment(spec, opts, runs_dir: Path, varying: list[str], grid: dict,
     from spintui.profiles.processes import start_producer
 
     if opts.ray is not None:
-        from spintui.algos.ray_backend import probe_nodes
+        from spintui.algos.ray_backend import check_cluster
 
-        probe_nodes(opts.ray, runs_dir)
+        check_cluster(opts.ray, runs_dir, [config_to_dict(c) for c in configs])
     parallel = opts.parallel or default_parallel(configs)
     name = opts.name or experiment_name(spec.name, configs)
     exp_dir = create_experiment(
