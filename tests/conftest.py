@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import time
@@ -105,3 +106,54 @@ def stand_in_producer():
     yield proc
     proc.kill()
     proc.wait()
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line: as a user runs it (a subprocess), or in this process (fast, for many cases)
+
+
+class CLIResult:
+    def __init__(self, code: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = code, stdout, stderr
+
+    def assert_one_line_error(self, code: int, *fragments: str) -> str:
+        """Exit `code`, one line on stderr starting with 'spintui' and holding every fragment, no traceback."""
+        err = self.stderr.strip()
+        assert self.returncode == code, (self.returncode, self.stdout[-2000:], err[-2000:])
+        assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("spintui"), err
+        for fragment in fragments:
+            assert fragment in err, err
+        return err
+
+
+def _run_spintui(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300,
+                 runs_dir: Path | None = None) -> CLIResult:
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", **(env or {})}
+    if runs_dir is not None:
+        full_env["SPINTUI_RUNS_DIR"] = str(runs_dir)
+    out = subprocess.run([sys.executable, "-m", "spintui", *args], cwd=cwd, env=full_env, capture_output=True,
+                         text=True, timeout=timeout)
+    return CLIResult(out.returncode, out.stdout, out.stderr)
+
+
+@pytest.fixture
+def spintui():
+    """`spintui(*args, cwd=None, env=None, runs_dir=None)`: run the CLI in a subprocess; a CLIResult."""
+    return _run_spintui
+
+
+@pytest.fixture
+def spintui_here(capsys):
+    """`spintui_here(*args)`: the CLI's main() in this process (no start-up cost); a CLIResult."""
+    from spintui.tui.cli import main
+
+    def run(*args: str) -> CLIResult:
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return CLIResult(code, out, err)
+
+    return run

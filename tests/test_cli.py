@@ -13,31 +13,14 @@ import pytest
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import RunPaths, create_run, read_manifest, write_json_atomic
 
-ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
-
-
-def spintui(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "spintui", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env or ENV, timeout=120)
-
-
-def assert_one_line_error(result, code, *fragments):
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    err = result.stderr.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    assert err.startswith("spintui")
-    for fragment in fragments:
-        assert fragment in err, err
-
-
-def test_help_lists_commands():
+def test_help_lists_commands(spintui):
     result = spintui("--help")
     assert result.returncode == 0
     for command in ("train", "profile", "watch", "runs", "eval"):
         assert command in result.stdout
 
 
-def test_version():
+def test_version(spintui):
     from spintui import __version__
 
     assert spintui("--version").stdout.strip() == f"spintui {__version__}"
@@ -61,18 +44,18 @@ def test_version():
         (["runs", "--runs-dir", "/nonexistent/runs"], 1, ["does not exist"]),
     ],
 )
-def test_user_mistakes_are_one_line(args, code, fragments, tmp_path):
-    assert_one_line_error(spintui(*args, "--runs-dir", str(tmp_path)) if args[0] == "train" else spintui(*args),
-                          code, *fragments)
+def test_user_mistakes_are_one_line(args, code, fragments, tmp_path, spintui):
+    result = spintui(*args, "--runs-dir", str(tmp_path)) if args[0] == "train" else spintui(*args)
+    result.assert_one_line_error(code, *fragments)
     if args[0] == "train":
         assert not any(tmp_path.iterdir()), "a rejected command must not create a run"
 
 
-def test_bad_config_key_names_accepted_keys(tmp_path):
+def test_bad_config_key_names_accepted_keys(tmp_path, spintui):
     cfg = tmp_path / "c.toml"
     cfg.write_text('gama = 0.9\n')
-    assert_one_line_error(spintui("train", "sac", "--env", "Pendulum-v1", "--config", str(cfg),
-                                  "--runs-dir", str(tmp_path / "runs")), 2, "gamma", "accepted")
+    spintui("train", "sac", "--env", "Pendulum-v1", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs")
+            ).assert_one_line_error(2, "gamma", "accepted")
 
 
 def test_config_file_and_cli_precedence():
@@ -87,14 +70,14 @@ def test_config_file_and_cli_precedence():
     assert cfg.polyak == 0.995  # untouched default
 
 
-def test_runs_on_empty_dir(tmp_path):
+def test_runs_on_empty_dir(tmp_path, spintui):
     result = spintui("runs", "--runs-dir", str(tmp_path))
     assert result.returncode == 0 and "No runs" in result.stdout
     result = spintui("runs", "--json", "--runs-dir", str(tmp_path))
     assert json.loads(result.stdout) == []
 
 
-def test_runs_shows_live_finished_and_crashed(tmp_path):
+def test_runs_shows_live_finished_and_crashed(tmp_path, spintui):
     live = create_run(tmp_path, kind="train", name="live", algo="sac", env="Pendulum-v1", seed=0)
     w = RunWriter(live, heartbeat=False)
     w.set_progress(step=1200, total_steps=20000, last_return=-512.25)
@@ -115,11 +98,11 @@ def test_runs_shows_live_finished_and_crashed(tmp_path):
     assert rows["done"]["status"] == "finished" and rows["done"]["algo"] == "ppo"
     assert rows["crashed"]["status"] == "crashed" and rows["crashed"]["kind"] == "profile"
 
-    table = spintui("runs", "--runs-dir", str(tmp_path), env={**ENV, "SPINTUI_RUNS_DIR": "/ignored"})
+    table = spintui("runs", "--runs-dir", str(tmp_path), env={"SPINTUI_RUNS_DIR": "/ignored"})
     assert table.returncode == 0
     for fragment in ("live", "done", "crashed", "running", "finished", "1,200/20,000", "-512.2"):
         assert fragment in table.stdout, table.stdout
-    via_env = spintui("runs", "--json", env={**ENV, "SPINTUI_RUNS_DIR": str(tmp_path)})
+    via_env = spintui("runs", "--json", env={"SPINTUI_RUNS_DIR": str(tmp_path)})
     assert len(json.loads(via_env.stdout)) == 3
     w.close()
 
@@ -133,6 +116,6 @@ def test_cli_startup_imports_nothing_heavy():
     assert result.stdout.strip().splitlines()[-1:] in ([], [""]), result.stdout
 
 
-def test_debug_shows_traceback():
+def test_debug_shows_traceback(spintui):
     result = spintui("--debug", "runs", "--runs-dir", "/nonexistent/runs")
     assert result.returncode != 0 and "Traceback" in result.stderr

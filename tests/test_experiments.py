@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,15 +19,9 @@ SHORT = ["--env", "Pendulum-v1", "--threads", "1", "--steps-per-epoch", "100", "
          "--max-ep-len", "50", "--hidden-sizes", "16,16", "--start-steps", "50", "--update-after", "50"]
 
 
-def spintui(*args, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SPINTUI_RUNS_DIR=str(cwd / "runs"), NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "spintui", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300, **kw)
-
-
-def test_a_seed_and_gamma_grid_runs_as_one_experiment(tmp_path):
+def test_a_seed_and_gamma_grid_runs_as_one_experiment(tmp_path, spintui):
     out = spintui("train", "sac", *SHORT, "--steps", "200", "--seed", "0,1", "--gamma", "0.98,0.99",
-                  "--parallel", "2", "--name", "grid", "--headless", cwd=tmp_path)
+                  "--parallel", "2", "--name", "grid", "--headless", runs_dir=tmp_path / "runs")
     assert out.returncode == 0, out.stderr
     exp_dir = tmp_path / "runs" / "grid"
     data = read_experiment(exp_dir)
@@ -83,19 +76,17 @@ def test_runs_wait_queued_and_ctrl_c_stops_every_run_cleanly(tmp_path):
     (["--seed", "0,1", "--ray", "head"], "--ray must be auto or HOST:PORT of a Ray head, got 'head'"),
     (["--seed", "0,1", "--ray", "127.0.0.1:1"], "--ray 127.0.0.1:1: no Ray head answers there"),
 ])
-def test_bad_grids_are_refused_before_anything_exists(args, fragment, tmp_path):
-    out = spintui("train", "sac", "--env", "Pendulum-v1", *args, "--headless", cwd=tmp_path)
-    assert out.returncode == 2, out.stderr
-    err = out.stderr.strip()
-    assert len(err.splitlines()) == 1 and fragment in err, err
+def test_bad_grids_are_refused_before_anything_exists(args, fragment, tmp_path, spintui):
+    spintui("train", "sac", "--env", "Pendulum-v1", *args, "--headless", runs_dir=tmp_path / "runs"
+            ).assert_one_line_error(2, fragment)
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_grid_file_varies_list_valued_options(tmp_path):
+def test_a_grid_file_varies_list_valued_options(tmp_path, spintui):
     grid = tmp_path / "grid.toml"
     grid.write_text("hidden_sizes = [[8], [16, 16]]\nseed = [5]\n")
     out = spintui("train", "sac", *SHORT[:-6], "--steps", "100", "--start-steps", "50", "--update-after", "50",
-                  "--grid", str(grid), "--name", "g", "--headless", cwd=tmp_path)
+                  "--grid", str(grid), "--name", "g", "--headless", runs_dir=tmp_path / "runs")
     assert out.returncode == 0, out.stderr
     data = read_experiment(tmp_path / "runs" / "g")
     assert [r["name"] for r in data["runs"]] == ["hidden-sizes8", "hidden-sizes16x16"]

@@ -13,7 +13,6 @@ import pytest
 from spintui.algos.registry import ALGORITHMS
 from spintui.errors import ConfigError
 from spintui.options import AT_LEAST_1, UNIT, Range, accepted, build, flag_name, option, to_dict
-from spintui.tui.cli import main
 
 
 @dataclass
@@ -120,44 +119,35 @@ def test_every_algorithm_field_is_documented_with_a_range_or_choices():
                 (spec.name, f.name, described)
 
 
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    return info.value.code, capsys.readouterr().err.strip()
-
-
 @pytest.mark.parametrize("algo, field, value", list(_cases()))
-def test_every_out_of_range_hyperparameter_is_refused_before_a_run_exists(algo, field, value, tmp_path, capsys):
+def test_every_out_of_range_hyperparameter_is_refused_before_a_run_exists(algo, field, value, tmp_path,
+                                                                          spintui_here):
     env = "CartPole-v1" if "Discrete" in ALGORITHMS[algo].action_spaces else "Pendulum-v1"
-    code, err = run_cli(["train", algo, "--env", env, flag_name(field), value, "--runs-dir", str(tmp_path),
-                         "--headless"], capsys)
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith(f"spintui: error: {flag_name(field)} must be ") and value in err, err
+    err = spintui_here("train", algo, "--env", env, flag_name(field), value, "--runs-dir", str(tmp_path),
+                       "--headless").assert_one_line_error(2, f"spintui: error: {flag_name(field)} must be ", value)
+    assert err.startswith(f"spintui: error: {flag_name(field)} must be "), err
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
-def test_non_finite_learning_rates_are_refused(text, tmp_path, capsys):
-    code, err = run_cli(["train", "sac", "--env", "Pendulum-v1", "--lr", text, "--runs-dir", str(tmp_path)], capsys)
-    assert code == 2 and "--lr must be a number in (0, 1]" in err
+def test_non_finite_learning_rates_are_refused(text, tmp_path, spintui_here):
+    spintui_here("train", "sac", "--env", "Pendulum-v1", "--lr", text, "--runs-dir", str(tmp_path)
+                 ).assert_one_line_error(2, "--lr must be a number in (0, 1]")
     assert not any(tmp_path.iterdir())
 
 
-def test_toml_values_are_checked_like_the_command_line(tmp_path, capsys):
+def test_toml_values_are_checked_like_the_command_line(tmp_path, spintui_here):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[ppo]\nclip_ratio = -1\n")
-    code, err = run_cli(["train", "ppo", "--env", "CartPole-v1", "--config", str(cfg), "--runs-dir",
-                         str(tmp_path / "runs")], capsys)
-    assert code == 2 and "--clip-ratio must be a number in (0, 1), got -1" in err
+    spintui_here("train", "ppo", "--env", "CartPole-v1", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs")
+                 ).assert_one_line_error(2, "--clip-ratio must be a number in (0, 1), got -1")
     assert not (tmp_path / "runs").exists()
 
 
-def test_help_lists_choices_ranges_and_defaults_one_way(capsys, monkeypatch):
+def test_help_lists_choices_ranges_and_defaults_one_way(spintui_here, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
     monkeypatch.setenv("TERMINAL_WIDTH", "400")
-    main(["train", "sac", "--help"])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(spintui_here("train", "sac", "--help").stdout.split())
     assert "<auto|cpu|cuda>" in out and "<auto|native|torch>" in out
     assert "FLOAT|auto" in out
     assert "Range: [0, 1]." in out and "Range: (0, 1]." in out  # brackets survive the help renderer

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,27 +11,9 @@ import torch
 from spintui.kernels import blocksparse_matmul
 from spintui.profiles import kernel_sweep as ks
 from spintui.profiles.store import RunPaths, create_run, read_manifest
-from spintui.tui.cli import main
 
 torch.set_num_threads(1)
-ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
 GRID = ["--quick", "--sizes", "128", "--blocks", "32,64", "--densities", "0.5", "--modes", "dsd", "--threads", "1"]
-
-
-def cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
-def one_line_error(code: int, err: str, expected_code: int, *fragments: str) -> None:
-    assert code == expected_code, err
-    err = err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err and err.startswith("spintui"), err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 def recorded_profile(runs_dir: Path, name: str, scale: float) -> Path:
@@ -69,19 +48,17 @@ def recorded_profile(runs_dir: Path, name: str, scale: float) -> Path:
     (["--json", "/nonexistent/dir/p.json"], ["--json: cannot write"]),
     (["--name", "latest"], ["--name 'latest' is not a valid run name"]),
 ])
-def test_bad_options_are_one_line_errors_exit_2(args, fragments, tmp_path, capsys):
-    code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--headless", *args], capsys)
-    one_line_error(code, err, 2, *fragments)
+def test_bad_options_are_one_line_errors_exit_2(args, fragments, tmp_path, spintui_here):
+    spintui_here("profile", "blocksparse", "--runs-dir", str(tmp_path), "--headless", *args).assert_one_line_error(2, *fragments)
     assert list(tmp_path.iterdir()) == [], "no run is created for a bad command"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_cuda_without_cuda(tmp_path, capsys):
-    code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--device", "cuda"], capsys)
-    one_line_error(code, err, 2, "--device cuda: no CUDA device is available here; use --device cpu or auto")
+def test_device_cuda_without_cuda(tmp_path, spintui_here):
+    spintui_here("profile", "blocksparse", "--runs-dir", str(tmp_path), "--device", "cuda").assert_one_line_error(2, "--device cuda: no CUDA device is available here; use --device cpu or auto")
 
 
-def test_dtype_this_torch_cannot_run_says_so(tmp_path, capsys, monkeypatch):
+def test_dtype_this_torch_cannot_run_says_so(tmp_path, spintui_here, monkeypatch):
     real = torch.matmul
 
     def no_bf16(a, b, *args, **kwargs):
@@ -90,25 +67,21 @@ def test_dtype_this_torch_cannot_run_says_so(tmp_path, capsys, monkeypatch):
         return real(a, b, *args, **kwargs)
 
     monkeypatch.setattr(torch, "matmul", no_bf16)
-    code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--dtypes", "bf16"], capsys)
-    one_line_error(code, err, 2, "--dtypes: bf16 is not supported on cpu by this torch build", "BFloat16")
+    spintui_here("profile", "blocksparse", "--runs-dir", str(tmp_path), "--dtypes", "bf16").assert_one_line_error(2, "--dtypes: bf16 is not supported on cpu by this torch build", "BFloat16")
 
 
-def test_compare_with_a_train_run_is_refused(tmp_path, capsys):
+def test_compare_with_a_train_run_is_refused(tmp_path, spintui_here):
     create_run(tmp_path, kind="train", name="sac-run", algo="sac", env="Pendulum-v1")
-    code, _, err = cli(["profile", "blocksparse", "--runs-dir", str(tmp_path), "--compare", "sac-run"], capsys)
-    one_line_error(code, err, 2, "sac-run is a train run (sac), not a blocksparse profile")
+    spintui_here("profile", "blocksparse", "--runs-dir", str(tmp_path), "--compare", "sac-run").assert_one_line_error(2, "sac-run is a train run (sac), not a blocksparse profile")
 
 
-def test_headless_regression_exits_1_with_json(tmp_path):
+def test_headless_regression_exits_1_with_json(tmp_path, spintui):
     """The real command in its own process: every case 5x slower than a doctored baseline -> exit 1."""
     recorded_profile(tmp_path, "baseline", scale=0.2)
     out_json = tmp_path / "profile.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "spintui", "profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path),
-         "--compare", "baseline", "--json", str(out_json), "--name", "candidate"],
-        capture_output=True, text=True, env=ENV, timeout=120)
-    one_line_error(result.returncode, result.stderr, 1, "profile candidate: 2 regressions")
+    result = spintui("profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path), "--compare",
+                     "baseline", "--json", str(out_json), "--name", "candidate", env={"COLUMNS": "200"})
+    result.assert_one_line_error(1, "profile candidate: 2 regressions")
     lines = result.stdout.splitlines()
     assert sum("[slower +" in ln for ln in lines) == 2, result.stdout  # a line per case as it finishes
     assert f"vs baseline (threshold {ks.NOISE_THRESHOLD:.0%}): 2 slower" in result.stdout
@@ -120,15 +93,15 @@ def test_headless_regression_exits_1_with_json(tmp_path):
     assert read_manifest(tmp_path / "candidate")["status"] == "finished"
 
 
-def test_headless_faster_than_baseline_exits_0(tmp_path, capsys):
+def test_headless_faster_than_baseline_exits_0(tmp_path, spintui_here):
     recorded_profile(tmp_path, "baseline", scale=5.0)
-    code, out, err = cli(["profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path),
-                          "--compare", "latest"], capsys)
-    assert code == 0, err
-    assert "2 faster" in out and "baseline" in out
+    result = spintui_here("profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path),
+                          "--compare", "latest")
+    assert result.returncode == 0, result.stderr
+    assert "2 faster" in result.stdout and "baseline" in result.stdout
 
 
-def test_headless_wrong_case_is_red_and_exits_1(tmp_path, capsys, monkeypatch):
+def test_headless_wrong_case_is_red_and_exits_1(tmp_path, spintui_here, monkeypatch):
     import spintui.kernels.bench as bench
 
     def wrong(a, b, layout, mode, backend=None):
@@ -136,8 +109,8 @@ def test_headless_wrong_case_is_red_and_exits_1(tmp_path, capsys, monkeypatch):
         return out + 1.0 if layout.block == 32 else out
 
     monkeypatch.setattr(bench, "blocksparse_matmul", wrong)
-    code, out, err = cli(["profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path)], capsys)
-    one_line_error(code, err, 1, "1 WRONG")
-    wrong_line = next(ln for ln in out.splitlines() if ln.startswith("[1/2]"))
+    result = spintui_here("profile", "blocksparse", *GRID, "--headless", "--runs-dir", str(tmp_path))
+    result.assert_one_line_error(1, "1 WRONG")
+    wrong_line = next(ln for ln in result.stdout.splitlines() if ln.startswith("[1/2]"))
     assert "WRONG" in wrong_line and "relative error" in wrong_line and "speedup" not in wrong_line
-    assert "2 cases: 1 ok, 1 WRONG" in out
+    assert "2 cases: 1 ok, 1 WRONG" in result.stdout
