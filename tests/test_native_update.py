@@ -27,7 +27,8 @@ from spintui.algos.td3 import TD3
 torch.set_num_threads(1)
 
 OK, WHY = native.available()
-needs_native = pytest.mark.skipif(not OK, reason=f"compiled update unavailable: {WHY}")
+# Only a machine without a C compiler may skip these; where one exists the update must build.
+needs_native = pytest.mark.skipif(native._compiler() is None, reason="no C compiler on this machine")
 AGENTS = {"sac": SAC, "td3": TD3, "ddpg": DDPG}
 
 
@@ -153,7 +154,7 @@ def test_other_shapes_and_action_bounds():
 @needs_native
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_multidimensional_actions(algo):
-    pytest.importorskip("mujoco")
+    import mujoco  # noqa: F401  (the test extra installs it: these tests run, never skip)
     env = gym.make("HalfCheetah-v5")  # 17-dim observations, 6-dim actions
     start, eager, compiled = run_both(algo, env=env)
     assert_same_updates(start, eager, compiled)
@@ -213,3 +214,9 @@ def test_cli_refuses_update_native_without_a_compiler_before_creating_a_run(tmp_
         "spintui: error: --update native is not available: no C compiler (cc, gcc or clang) on PATH; "
         "use --update auto or torch"]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_compiled_update_builds_wherever_a_c_compiler_exists():
+    if native._compiler() is None:
+        pytest.skip("no C compiler on this machine")
+    assert OK, WHY

@@ -138,7 +138,7 @@ def test_truncation_and_max_ep_len_bootstrap(monkeypatch, tmp_path):
 
 def test_termination_does_not_bootstrap(monkeypatch, tmp_path):
     # Random actions make Hopper fall (terminated) within tens of steps.
-    pytest.importorskip("mujoco")
+    import mujoco  # noqa: F401  (the test extra installs it: these tests run, never skip)
     _, _, done, lengths = stored_transitions(monkeypatch, tmp_path, "Hopper-v5", 300, steps_per_epoch=300)
     ends = np.cumsum(lengths) - 1
     assert len(lengths) >= 3

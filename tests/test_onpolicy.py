@@ -110,7 +110,7 @@ def test_terminated_episode_is_not_bootstrapped():
 
 
 def test_box_actions_are_clipped_for_the_env_but_stored_unclipped():
-    pytest.importorskip("mujoco")
+    import mujoco  # noqa: F401  (the test extra installs it: these tests run, never skip)
     rollout = Rollout("InvertedPendulum-v5", num_envs=1, steps_per_env=50, max_ep_len=1000, seed=0,
                       device=torch.device("cpu"))
     ac = actor_critic.build_actor_critic(rollout.envs, (16,), "cpu")
@@ -152,7 +152,7 @@ def test_checkpoint_and_load_policy(tmp_path, algo):
 
 
 def test_load_policy_box_returns_clipped_mean(tmp_path):
-    pytest.importorskip("mujoco")
+    import mujoco  # noqa: F401  (the test extra installs it: these tests run, never skip)
     run_dir, _ = train(tmp_path, "ppo", env="InvertedPendulum-v5", steps=500, steps_per_epoch=500)
     checkpoint = load_checkpoint(run_dir)
     env = gym.make("InvertedPendulum-v5")
@@ -296,7 +296,7 @@ def test_trpo_learns_cartpole_within_the_trust_region(tmp_path):
     ("vpg", {"pi_lr": 1e-2}),
 ])
 def test_learns_inverted_pendulum(tmp_path, algo, overrides):
-    pytest.importorskip("mujoco")
+    import mujoco  # noqa: F401  (the test extra installs it: these tests run, never skip)
     cfg, run_dir = new_run(tmp_path, algo, env="InvertedPendulum-v5", steps=30_000, steps_per_epoch=2000, seed=0,
                            **overrides)
     assert launch.train_run(run_dir) == "finished"
