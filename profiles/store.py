@@ -93,41 +93,15 @@ class RunPaths:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
-    @property
-    def manifest(self) -> Path:
-        return self.root / MANIFEST
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / METRICS
-
-    @property
-    def scalars(self) -> Path:
-        return self.root / SCALARS
-
-    @property
-    def progress(self) -> Path:
-        return self.root / PROGRESS
-
-    @property
-    def output_log(self) -> Path:
-        return self.root / OUTPUT_LOG
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / CHECKPOINTS
-
-    @property
-    def latest_checkpoint(self) -> Path:
-        return self.checkpoints / LATEST_CHECKPOINT
-
-    @property
-    def control(self) -> Path:
-        return self.root / CONTROL
-
-    @property
-    def stop_request(self) -> Path:
-        return self.control / STOP_REQUEST
+    manifest = property(lambda self: self.root / MANIFEST)
+    metrics = property(lambda self: self.root / METRICS)
+    scalars = property(lambda self: self.root / SCALARS)
+    progress = property(lambda self: self.root / PROGRESS)
+    output_log = property(lambda self: self.root / OUTPUT_LOG)
+    checkpoints = property(lambda self: self.root / CHECKPOINTS)
+    latest_checkpoint = property(lambda self: self.root / CHECKPOINTS / LATEST_CHECKPOINT)
+    control = property(lambda self: self.root / CONTROL)
+    stop_request = property(lambda self: self.root / CONTROL / STOP_REQUEST)
 
 
 class DamagedRunError(RunError):
