@@ -15,15 +15,17 @@ strides, values [Z, nnz, block, block]):
   (``row_order``) so the tail is short rows.
 * DDS, C = A @ S: one program per (block-column of S, BLOCK_M rows, batch), walking the column's
   blocks (``col_ptr``; for S^T the row indices), accumulating ``BLOCK_M x block`` @ ``block x block``.
+  DSD and DDS are one kernel (``_line_kernel``): a "line" is a block-row of a DSD output or a
+  block-column of a DDS output, and the constexpr SPARSE_LEFT picks the tile orientation.
 * SDD, values = (A @ B) at the layout: one program per (stored block, batch), a ``block x block``
   tile reduced over K in BLOCK_K steps.
 
 The free dimension (N for DSD, M for DDS, K for SDD) is masked, so it may be any size. fp32 inputs
 use TF32 tensor cores (``input_precision="tf32"``); every kernel accumulates in fp32 and stores the
 input dtype. Meta-parameters come from tuning.json, keyed by GPU name with a "default" entry.
-DSD also has a persistent variant (``"PERSISTENT": true`` in the table): a fixed number of programs
-per SM, each looping over output tiles; timed on an H200 it was slower than the plain grid, so it
-is off. Not done: merging short rows / splitting long ones, TMA loads. Measured on an H200 (bf16,
+DSD and DDS also have a persistent variant (``"PERSISTENT": true`` in the table): a fixed number of
+programs per SM, each looping over output tiles; timed (DSD) on an H200 it was slower than the plain
+grid, so it is off. Not done: merging short rows / splitting long ones, TMA loads. Measured on an H200 (bf16,
 8192^3, density 10%, tuned entries): DSD 5.2x dense cuBLAS with blocks of 64 and 128, 3.3x with 32,
 about half the ideal 10x; tuning.json's defaults were 10-20% slower there.
 """
@@ -74,26 +76,30 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 @triton.jit
-def _dsd_kernel(values, b, out, ptr, k_idx, v_idx, order,
-                N, out_rows,
-                s_vz, s_vp, s_vr, s_vc,
-                s_bz, s_bh, s_bk, s_bn,
-                s_oz, s_oh, s_om, s_on,
-                BLOCK: tl.constexpr, BLOCK_N: tl.constexpr, INDIRECT_VALUES: tl.constexpr,
-                PRECISION: tl.constexpr):
-    row = tl.load(order + tl.program_id(0))  # global block-row: head * out_rows + i
-    pid_n = tl.program_id(1)
-    z = tl.program_id(2).to(tl.int64)
-    head = row // out_rows
-    i = row % out_rows
+def _line_tile(values, dense, out, ptr, k_idx, v_idx, line, pid_f, z,
+               FREE, out_lines,
+               s_vz, s_vp, s_vr, s_vc,
+               s_dz, s_dh, s_dk, s_df,
+               s_oz, s_oh, s_ol, s_of,
+               BLOCK: tl.constexpr, BLOCK_F: tl.constexpr, SPARSE_LEFT: tl.constexpr,
+               INDIRECT_VALUES: tl.constexpr, PRECISION: tl.constexpr):
+    """One output tile of the line `line` (global: head * out_lines + i), BLOCK_F wide along the free
+    dimension. SPARSE_LEFT (DSD): block x BLOCK_F += S block @ dense rows; else (DDS):
+    BLOCK_F x block += dense columns @ S block. Strides are (z, head, summed dim, free dim) for the
+    dense operand and (z, head, line dim, free dim) for the output."""
+    head = line // out_lines
+    i = line % out_lines
     offs = tl.arange(0, BLOCK)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # offsets * strides may pass 2^31
-    n_ok = offs_n < N
+    offs_f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F).to(tl.int64)  # offsets * strides may pass 2^31
+    f_ok = offs_f < FREE
     values += z * s_vz
-    b += z * s_bz + head * s_bh
-    acc = tl.zeros((BLOCK, BLOCK_N), dtype=tl.float32)
-    start = tl.load(ptr + row)
-    end = tl.load(ptr + row + 1)
+    dense += z * s_dz + head * s_dh
+    if SPARSE_LEFT:
+        acc = tl.zeros((BLOCK, BLOCK_F), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_F, BLOCK), dtype=tl.float32)
+    start = tl.load(ptr + line)
+    end = tl.load(ptr + line + 1)
     for p in range(start, end):
         k = tl.load(k_idx + p)
         if INDIRECT_VALUES:
@@ -101,86 +107,43 @@ def _dsd_kernel(values, b, out, ptr, k_idx, v_idx, order,
         else:
             v = p
         s_tile = tl.load(values + v * s_vp + offs[:, None] * s_vr + offs[None, :] * s_vc)
-        b_tile = tl.load(b + (k * BLOCK + offs)[:, None] * s_bk + offs_n[None, :] * s_bn,
-                         mask=n_ok[None, :], other=0.0)
-        acc = tl.dot(s_tile, b_tile, acc, input_precision=PRECISION)
-    out_ptrs = out + z * s_oz + head * s_oh + (i * BLOCK + offs)[:, None] * s_om + offs_n[None, :] * s_on
-    tl.store(out_ptrs, acc.to(out.dtype.element_ty), mask=n_ok[None, :])
-
-
-@triton.jit
-def _dsd_persistent_kernel(values, b, out, ptr, k_idx, v_idx, order,
-                           N, out_rows, row_count, n_tiles, tile_count,
-                           s_vz, s_vp, s_vr, s_vc,
-                           s_bz, s_bh, s_bk, s_bn,
-                           s_oz, s_oh, s_om, s_on,
-                           BLOCK: tl.constexpr, BLOCK_N: tl.constexpr, INDIRECT_VALUES: tl.constexpr,
-                           PRECISION: tl.constexpr):
-    """DSD with a fixed number of programs (a few per SM), each walking output tiles in the same
-    row-fastest order as the plain kernel; saves per-program launch and prologue work when rows
-    hold only a handful of blocks."""
-    offs = tl.arange(0, BLOCK)
-    for tile in range(tl.program_id(0), tile_count, tl.num_programs(0)):
-        row = tl.load(order + tile % row_count)
-        rest = tile // row_count
-        pid_n = rest % n_tiles
-        z = (rest // n_tiles).to(tl.int64)
-        head = row // out_rows
-        i = row % out_rows
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # offsets * strides may pass 2^31
-        n_ok = offs_n < N
-        v_base = values + z * s_vz
-        b_base = b + z * s_bz + head * s_bh
-        acc = tl.zeros((BLOCK, BLOCK_N), dtype=tl.float32)
-        start = tl.load(ptr + row)
-        end = tl.load(ptr + row + 1)
-        for p in range(start, end):
-            k = tl.load(k_idx + p)
-            if INDIRECT_VALUES:
-                v = tl.load(v_idx + p)
-            else:
-                v = p
-            s_tile = tl.load(v_base + v * s_vp + offs[:, None] * s_vr + offs[None, :] * s_vc)
-            b_tile = tl.load(b_base + (k * BLOCK + offs)[:, None] * s_bk + offs_n[None, :] * s_bn,
-                             mask=n_ok[None, :], other=0.0)
-            acc = tl.dot(s_tile, b_tile, acc, input_precision=PRECISION)
-        out_ptrs = out + z * s_oz + head * s_oh + (i * BLOCK + offs)[:, None] * s_om + offs_n[None, :] * s_on
-        tl.store(out_ptrs, acc.to(out.dtype.element_ty), mask=n_ok[None, :])
-
-
-@triton.jit
-def _dds_kernel(a, values, out, ptr, k_idx, v_idx, order,
-                M, out_cols,
-                s_az, s_ah, s_am, s_ak,
-                s_vz, s_vp, s_vr, s_vc,
-                s_oz, s_oh, s_om, s_on,
-                BLOCK: tl.constexpr, BLOCK_M: tl.constexpr, INDIRECT_VALUES: tl.constexpr,
-                PRECISION: tl.constexpr):
-    col = tl.load(order + tl.program_id(0))  # global block-column: head * out_cols + j
-    pid_m = tl.program_id(1)
-    z = tl.program_id(2).to(tl.int64)
-    head = col // out_cols
-    j = col % out_cols
-    offs = tl.arange(0, BLOCK)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
-    m_ok = offs_m < M
-    values += z * s_vz
-    a += z * s_az + head * s_ah
-    acc = tl.zeros((BLOCK_M, BLOCK), dtype=tl.float32)
-    start = tl.load(ptr + col)
-    end = tl.load(ptr + col + 1)
-    for p in range(start, end):
-        k = tl.load(k_idx + p)
-        if INDIRECT_VALUES:
-            v = tl.load(v_idx + p)
+        if SPARSE_LEFT:
+            d_tile = tl.load(dense + (k * BLOCK + offs)[:, None] * s_dk + offs_f[None, :] * s_df,
+                             mask=f_ok[None, :], other=0.0)
+            acc = tl.dot(s_tile, d_tile, acc, input_precision=PRECISION)
         else:
-            v = p
-        a_tile = tl.load(a + offs_m[:, None] * s_am + (k * BLOCK + offs)[None, :] * s_ak,
-                         mask=m_ok[:, None], other=0.0)
-        s_tile = tl.load(values + v * s_vp + offs[:, None] * s_vr + offs[None, :] * s_vc)
-        acc = tl.dot(a_tile, s_tile, acc, input_precision=PRECISION)
-    out_ptrs = out + z * s_oz + head * s_oh + offs_m[:, None] * s_om + (j * BLOCK + offs)[None, :] * s_on
-    tl.store(out_ptrs, acc.to(out.dtype.element_ty), mask=m_ok[:, None])
+            d_tile = tl.load(dense + offs_f[:, None] * s_df + (k * BLOCK + offs)[None, :] * s_dk,
+                             mask=f_ok[:, None], other=0.0)
+            acc = tl.dot(d_tile, s_tile, acc, input_precision=PRECISION)
+    if SPARSE_LEFT:
+        out_ptrs = out + z * s_oz + head * s_oh + (i * BLOCK + offs)[:, None] * s_ol + offs_f[None, :] * s_of
+        tl.store(out_ptrs, acc.to(out.dtype.element_ty), mask=f_ok[None, :])
+    else:
+        out_ptrs = out + z * s_oz + head * s_oh + offs_f[:, None] * s_of + (i * BLOCK + offs)[None, :] * s_ol
+        tl.store(out_ptrs, acc.to(out.dtype.element_ty), mask=f_ok[:, None])
+
+
+@triton.jit
+def _line_kernel(values, dense, out, ptr, k_idx, v_idx, order,
+                 FREE, out_lines, line_count, f_tiles, tile_count,
+                 s_vz, s_vp, s_vr, s_vc,
+                 s_dz, s_dh, s_dk, s_df,
+                 s_oz, s_oh, s_ol, s_of,
+                 BLOCK: tl.constexpr, BLOCK_F: tl.constexpr, SPARSE_LEFT: tl.constexpr,
+                 INDIRECT_VALUES: tl.constexpr, PERSISTENT: tl.constexpr, PRECISION: tl.constexpr):
+    """DSD or DDS. Plain: one program per (line slot in `order`, free tile, batch), lines fastest.
+    PERSISTENT: a fixed number of programs (a few per SM), each walking tiles in that same order;
+    saves per-program launch and prologue work when lines hold only a handful of blocks."""
+    if PERSISTENT:
+        for tile in range(tl.program_id(0), tile_count, tl.num_programs(0)):
+            rest = tile // line_count
+            _line_tile(values, dense, out, ptr, k_idx, v_idx, tl.load(order + tile % line_count), rest % f_tiles,
+                       (rest // f_tiles).to(tl.int64), FREE, out_lines, s_vz, s_vp, s_vr, s_vc, s_dz, s_dh, s_dk,
+                       s_df, s_oz, s_oh, s_ol, s_of, BLOCK, BLOCK_F, SPARSE_LEFT, INDIRECT_VALUES, PRECISION)
+    else:
+        _line_tile(values, dense, out, ptr, k_idx, v_idx, tl.load(order + tl.program_id(0)), tl.program_id(1),
+                   tl.program_id(2).to(tl.int64), FREE, out_lines, s_vz, s_vp, s_vr, s_vc, s_dz, s_dh, s_dk,
+                   s_df, s_oz, s_oh, s_ol, s_of, BLOCK, BLOCK_F, SPARSE_LEFT, INDIRECT_VALUES, PRECISION)
 
 
 @triton.jit
@@ -223,48 +186,40 @@ def _launch_options(meta: dict) -> dict:
     return {k: meta[k] for k in ("num_warps", "num_stages") if k in meta}
 
 
-def dsd(values: torch.Tensor, trans_s: bool, b: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
-    lay, blk = layout.to(b.device), layout.block
-    Z, H, K, N = b.shape
-    out_rows = layout.cols if trans_s else layout.rows
-    out = b.new_empty(Z, H, out_rows * blk, N)
-    if trans_s:  # rows of S^T are columns of S; its blocks are S's blocks read transposed
-        ptr, k_idx, v_idx, order, s = lay.col_ptr, lay.csc_row_idx, lay.csc_value_idx, lay.col_order, values.mT
+def _line_product(values: torch.Tensor, trans_s: bool, dense: torch.Tensor, layout: BlockLayout,
+                  sparse_left: bool) -> torch.Tensor:
+    """DSD, op(S) @ dense (sparse_left), or DDS, dense @ op(S): the output's block-rows (DSD) or
+    block-columns (DDS) are its lines."""
+    lay, blk = layout.to(dense.device), layout.block
+    by_rows = sparse_left != trans_s  # the lines are S's block-rows (CSR order) or block-columns (CSC)
+    if by_rows:
+        ptr, k_idx, v_idx, order, lines = lay.row_ptr, lay.col_idx, lay.col_idx, lay.row_order, layout.rows
     else:
-        ptr, k_idx, v_idx, order, s = lay.row_ptr, lay.col_idx, lay.col_idx, lay.row_order, values
-    meta = meta_parameters("dsd", blk, b.dtype, b.device)
-    block_n = meta["BLOCK_N"]
-    row_count, n_tiles = H * out_rows, triton.cdiv(N, block_n)
-    constants = dict(BLOCK=blk, BLOCK_N=block_n, INDIRECT_VALUES=trans_s, PRECISION=_precision(b.dtype),
-                     **_launch_options(meta))
-    if meta.get("PERSISTENT"):
-        tile_count = row_count * n_tiles * Z
-        grid = (min(tile_count, _program_slots(b.device, meta)),)
-        _dsd_persistent_kernel[grid](s, b, out, ptr, k_idx, v_idx, order, N, out_rows, row_count, n_tiles,
-                                     tile_count, *s.stride(), *b.stride(), *out.stride(), **constants)
-    else:
-        _dsd_kernel[(row_count, n_tiles, Z)](s, b, out, ptr, k_idx, v_idx, order, N, out_rows,
-                                             *s.stride(), *b.stride(), *out.stride(), **constants)
+        ptr, k_idx, v_idx, order, lines = lay.col_ptr, lay.csc_row_idx, lay.csc_value_idx, lay.col_order, layout.cols
+    s = values.mT if trans_s else values
+    d = dense if sparse_left else dense.mT  # [Z, H, summed, free]
+    Z, H, _, free = d.shape
+    out = d.new_empty(Z, H, lines * blk, free) if sparse_left else d.new_empty(Z, H, free, lines * blk)
+    o = out if sparse_left else out.mT  # [Z, H, lines * block, free]
+    meta = meta_parameters("dsd" if sparse_left else "dds", blk, d.dtype, d.device)
+    block_f = meta["BLOCK_N" if sparse_left else "BLOCK_M"]
+    line_count, f_tiles = H * lines, triton.cdiv(free, block_f)
+    tile_count = line_count * f_tiles * Z
+    persistent = bool(meta.get("PERSISTENT"))
+    grid = (min(tile_count, _program_slots(d.device, meta)),) if persistent else (line_count, f_tiles, Z)
+    _line_kernel[grid](s, d, o, ptr, k_idx, v_idx, order, free, lines, line_count, f_tiles, tile_count,
+                       *s.stride(), *d.stride(), *o.stride(),
+                       BLOCK=blk, BLOCK_F=block_f, SPARSE_LEFT=sparse_left, INDIRECT_VALUES=not by_rows,
+                       PERSISTENT=persistent, PRECISION=_precision(d.dtype), **_launch_options(meta))
     return out
+
+
+def dsd(values: torch.Tensor, trans_s: bool, b: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
+    return _line_product(values, trans_s, b, layout, sparse_left=True)
 
 
 def dds(a: torch.Tensor, values: torch.Tensor, trans_s: bool, layout: BlockLayout) -> torch.Tensor:
-    lay, blk = layout.to(a.device), layout.block
-    Z, H, M, K = a.shape
-    out_cols = layout.rows if trans_s else layout.cols
-    out = a.new_empty(Z, H, M, out_cols * blk)
-    if trans_s:  # columns of S^T are rows of S
-        ptr, k_idx, v_idx, order, s = lay.row_ptr, lay.col_idx, lay.col_idx, lay.row_order, values.mT
-    else:
-        ptr, k_idx, v_idx, order, s = lay.col_ptr, lay.csc_row_idx, lay.csc_value_idx, lay.col_order, values
-    meta = meta_parameters("dds", blk, a.dtype, a.device)
-    block_m = meta["BLOCK_M"]
-    grid = (H * out_cols, triton.cdiv(M, block_m), Z)
-    _dds_kernel[grid](a, s, out, ptr, k_idx, v_idx, order, M, out_cols,
-                      *a.stride(), *s.stride(), *out.stride(),
-                      BLOCK=blk, BLOCK_M=block_m, INDIRECT_VALUES=not trans_s, PRECISION=_precision(a.dtype),
-                      **_launch_options(meta))
-    return out
+    return _line_product(values, trans_s, a, layout, sparse_left=False)
 
 
 def sdd(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout) -> torch.Tensor:

@@ -40,7 +40,8 @@ def test_triton_kernels_under_interpreter_match_float64_dense():
             for tb in (0, 1):
                 assert {f"fwd-odd16-{mode}-ta{ta}-tb{tb}", f"fwd-heads32-batch-{mode}-ta{ta}-tb{tb}"} <= names
         assert {f"bwd-{mode}-plain", f"bwd-{mode}-transposed", f"fwd-fp16-{mode}", f"fwd-block64-{mode}"} <= names
-    assert {f"fwd-persistent-dsd-ta{ta}-tb{tb}" for ta in (0, 1) for tb in (0, 1)} <= names
+    assert {f"fwd-persistent-{mode}-ta{ta}-tb{tb}" for mode in ("dsd", "dds") for ta in (0, 1)
+            for tb in (0, 1)} <= names
     bad = {}
     for name, err in results.items():
         tol = TOLERANCE["fp16"] if "fp16" in name else TOLERANCE["default"]

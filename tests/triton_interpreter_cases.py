@@ -97,11 +97,11 @@ def main() -> None:
     for mode, ta, tb in itertools.product(("sdd", "dsd", "dds"), (False, True), (False, True)):
         results[f"fwd-heads32-batch-{mode}-ta{int(ta)}-tb{int(tb)}"] = forward_case(heads, mode, ta, tb, free=40,
                                                                                   batch=(2,))
-    # the persistent DSD variant: 8 programs walk every tile
-    triton_kernels.OVERRIDES.update(dsd={"BLOCK_N": 16, "PERSISTENT": True})
-    for ta, tb in itertools.product((False, True), repeat=2):
-        results[f"fwd-persistent-dsd-ta{int(ta)}-tb{int(tb)}"] = forward_case(heads, "dsd", ta, tb, free=40,
-                                                                              batch=(2,))
+    # the persistent variant: 8 programs walk every tile
+    triton_kernels.OVERRIDES.update(dsd={"BLOCK_N": 16, "PERSISTENT": True}, dds={"BLOCK_M": 16, "PERSISTENT": True})
+    for mode, ta, tb in itertools.product(("dsd", "dds"), (False, True), (False, True)):
+        results[f"fwd-persistent-{mode}-ta{int(ta)}-tb{int(tb)}"] = forward_case(heads, mode, ta, tb, free=40,
+                                                                                 batch=(2,))
     results["bwd-persistent-dds"] = backward_case(odd, "dds", True, False)  # its dA runs DSD
     triton_kernels.OVERRIDES.clear()
     json.dump(results, sys.stdout)
