@@ -105,59 +105,51 @@ def sdd_cpu(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout) -> torch.Tens
 
 
 def dsd_cpu(values: torch.Tensor, trans_s: bool, b: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
-    blk, host = layout.block, layout.host
-    Z, H, K, N = b.shape
-    if _small(N, layout):
+    if _small(b.shape[-1], layout):
         return dsd_reference(values, trans_s, b, layout)
-    if trans_s:  # rows of S^T are columns of S: walk the column-ordered indices, blocks transposed
-        out_rows, ptr, k_idx, v_idx = layout.cols, host["col_ptr"], host["csc_row_idx"], host["csc_value_idx"]
+    return _lines_cpu(values, trans_s, b, layout, sparse_left=True)
+
+
+def dds_cpu(a: torch.Tensor, values: torch.Tensor, trans_s: bool, layout: BlockLayout) -> torch.Tensor:
+    if _small(a.shape[-2], layout):
+        return dds_reference(a, values, trans_s, layout)
+    return _lines_cpu(values, trans_s, a, layout, sparse_left=False)
+
+
+def _lines_cpu(values: torch.Tensor, trans_s: bool, dense: torch.Tensor, layout: BlockLayout,
+               sparse_left: bool) -> torch.Tensor:
+    """DSD, op(S) @ dense (sparse_left), or DDS, dense @ op(S), one output line at a time: a block-row
+    of the DSD output (contiguous rows) or a block-column of the DDS output (a column slice, which
+    BLAS also takes in place through its leading dimension: no copy)."""
+    blk, host = layout.block, layout.host
+    Z, H, rows, cols = dense.shape
+    if sparse_left != trans_s:  # the lines are S's block-rows (CSR order)
+        lines, ptr, k_idx, v_idx = layout.rows, host["row_ptr"], host["col_idx"], None
+    else:  # S's block-columns (CSC order)
+        lines, ptr, k_idx, v_idx = layout.cols, host["col_ptr"], host["csc_row_idx"], host["csc_value_idx"]
+    if sparse_left:
+        out = dense.new_empty(Z, H, lines * blk, cols)
     else:
-        out_rows, ptr, k_idx, v_idx = layout.rows, host["row_ptr"], host["col_idx"], None
-    out = b.new_empty(Z, H, out_rows * blk, N)
+        out = dense.new_empty(Z, H, rows, lines * blk)
+
+    def part(x: torch.Tensor, j: int) -> torch.Tensor:  # block-row (DSD) or block-column (DDS) j
+        return x[j * blk:(j + 1) * blk] if sparse_left else x[:, j * blk:(j + 1) * blk]
+
     for z in range(Z):
         vz = values[z].mT if trans_s else values[z]
         for h in range(H):
-            bh, oh = b[z, h], out[z, h]
-            for i in range(out_rows):
-                start, end = ptr[h * out_rows + i], ptr[h * out_rows + i + 1]
-                oi = oh[i * blk:(i + 1) * blk]
+            dh, oh = dense[z, h], out[z, h]
+            for i in range(lines):
+                start, end = ptr[h * lines + i], ptr[h * lines + i + 1]
+                oi = part(oh, i)
                 if start == end:
                     oi.zero_()
                     continue
                 for p in range(start, end):
-                    k, v = k_idx[p], vz[p if v_idx is None else v_idx[p]]
+                    v, d = vz[p if v_idx is None else v_idx[p]], part(dh, k_idx[p])
+                    x, y = (v, d) if sparse_left else (d, v)
                     if p == start:
-                        torch.mm(v, bh[k * blk:(k + 1) * blk], out=oi)
+                        torch.mm(x, y, out=oi)
                     else:
-                        oi.addmm_(v, bh[k * blk:(k + 1) * blk])
-    return out
-
-
-def dds_cpu(a: torch.Tensor, values: torch.Tensor, trans_s: bool, layout: BlockLayout) -> torch.Tensor:
-    blk, host = layout.block, layout.host
-    Z, H, M, K = a.shape
-    if _small(M, layout):
-        return dds_reference(a, values, trans_s, layout)
-    if trans_s:  # columns of S^T are rows of S: walk the row-ordered indices, blocks transposed
-        out_cols, ptr, k_idx, v_idx = layout.rows, host["row_ptr"], host["col_idx"], None
-    else:
-        out_cols, ptr, k_idx, v_idx = layout.cols, host["col_ptr"], host["csc_row_idx"], host["csc_value_idx"]
-    out = a.new_empty(Z, H, M, out_cols * blk)
-    for z in range(Z):
-        vz = values[z].mT if trans_s else values[z]
-        for h in range(H):
-            ah, oh = a[z, h], out[z, h]
-            for j in range(out_cols):
-                start, end = ptr[h * out_cols + j], ptr[h * out_cols + j + 1]
-                # a column slice of a row-major output is a valid BLAS matrix (leading dim N): no copy
-                oj = oh[:, j * blk:(j + 1) * blk]
-                if start == end:
-                    oj.zero_()
-                    continue
-                for p in range(start, end):
-                    k, v = k_idx[p], vz[p if v_idx is None else v_idx[p]]
-                    if p == start:
-                        torch.mm(ah[:, k * blk:(k + 1) * blk], v, out=oj)
-                    else:
-                        oj.addmm_(ah[:, k * blk:(k + 1) * blk], v)
+                        oi.addmm_(x, y)
     return out
