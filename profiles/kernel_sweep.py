@@ -58,7 +58,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from spintui.errors import ConfigError
 from spintui.profiles import provenance
@@ -66,6 +66,8 @@ from spintui.profiles.processes import SWEEP_MODULE, install_stop_handlers, prod
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import read_manifest, write_json_atomic
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 PROFILE_KIND = "spintui.blocksparse_profile"
@@ -161,81 +163,75 @@ def _items(text: str, separators: str = ",") -> list[str]:
     return [t for t in text.split() if t]
 
 
+def _parse_list(option: str, text: str, item: Callable[[str], T | None], invalid: str, wanted: str,
+                separators: str = ",") -> list[T]:
+    """The distinct values of a list option, in order; `item` parses one (None: invalid)."""
+    out = []
+    for raw in _items(text, separators):
+        value = item(raw)
+        if value is None:
+            raise ConfigError(f"{option}: {raw!r} {invalid}")
+        out.append(value)
+    if not out:
+        raise ConfigError(f"{option}: give at least one {wanted}")
+    return list(dict.fromkeys(out))
+
+
 def parse_sizes(text: str) -> list[tuple[int, int, int]]:
     """'1024' -> square; '1024,2048,512' -> (M, N, K); several separated by spaces or ';'."""
-    out = []
-    for item in _items(text, ";"):
-        parts = [p for p in item.lower().replace("x", ",").split(",") if p]
-        try:
-            dims = [int(p) for p in parts]
-        except ValueError:
-            dims = []
-        if len(dims) == 1:
-            dims = dims * 3
-        if len(dims) != 3 or any(d <= 0 for d in dims):
-            raise ConfigError(f"--sizes: {item!r} is not N or M,N,K with positive integers "
-                              f"(e.g. '1024' or '1024,2048,512'; several separated by spaces or ';')")
-        out.append(tuple(dims))
-    if not out:
-        raise ConfigError("--sizes: give at least one size, e.g. '1024' or '1024,2048,512'")
-    return list(dict.fromkeys(out))
+    return _parse_list("--sizes", text, _size, "is not N or M,N,K with positive integers "
+                       "(e.g. '1024' or '1024,2048,512'; several separated by spaces or ';')",
+                       "size, e.g. '1024' or '1024,2048,512'", separators=";")
+
+
+def _size(item: str) -> tuple[int, int, int] | None:
+    try:
+        dims = [int(p) for p in item.lower().replace("x", ",").split(",") if p]
+    except ValueError:
+        return None
+    if len(dims) == 1:
+        dims = dims * 3
+    return tuple(dims) if len(dims) == 3 and all(d > 0 for d in dims) else None
 
 
 def parse_blocks(text: str) -> list[int]:
     accepted = ", ".join(map(str, BLOCK_SIZES))
-    out = []
-    for item in _items(text):
-        try:
-            block = int(item)
-        except ValueError:
-            block = None
-        if block not in BLOCK_SIZES:
-            raise ConfigError(f"--blocks: {item!r} is not a supported block size; accepted: {accepted}")
-        out.append(block)
-    if not out:
-        raise ConfigError(f"--blocks: give at least one block size ({accepted})")
-    return list(dict.fromkeys(out))
+    return _parse_list("--blocks", text, _block, f"is not a supported block size; accepted: {accepted}",
+                       f"block size ({accepted})")
+
+
+def _block(item: str) -> int | None:
+    try:
+        block = int(item)
+    except ValueError:
+        return None
+    return block if block in BLOCK_SIZES else None
 
 
 def parse_densities(text: str) -> list[float]:
     """'0.5,0.25' or '50%,25%' (fractions of blocks stored, in (0, 1])."""
-    out = []
-    for item in _items(text):
-        try:
-            value = float(item[:-1]) / 100 if item.endswith("%") else float(item)
-        except ValueError:
-            value = math.nan
-        if not 0.0 < value <= 1.0:
-            raise ConfigError(f"--densities: {item!r} is not a density in (0, 1] or (0%, 100%], "
-                              f"e.g. 0.5,0.1 or 50%,10%")
-        out.append(round(value, 6))
-    if not out:
-        raise ConfigError("--densities: give at least one density, e.g. 0.5,0.1 or 50%,10%")
-    return list(dict.fromkeys(out))
+    return _parse_list("--densities", text, _density,
+                       "is not a density in (0, 1] or (0%, 100%], e.g. 0.5,0.1 or 50%,10%",
+                       "density, e.g. 0.5,0.1 or 50%,10%")
+
+
+def _density(item: str) -> float | None:
+    try:
+        value = float(item[:-1]) / 100 if item.endswith("%") else float(item)
+    except ValueError:
+        return None
+    return round(value, 6) if 0.0 < value <= 1.0 else None
 
 
 def parse_dtypes(text: str) -> list[str]:
-    out = []
-    for item in _items(text):
-        short = DTYPE_ALIASES.get(item.lower())
-        if short is None:
-            raise ConfigError(f"--dtypes: {item!r} is not a dtype; accepted: {', '.join(DTYPES)} "
-                              f"(or float32, float16, bfloat16, float64)")
-        out.append(short)
-    if not out:
-        raise ConfigError(f"--dtypes: give at least one of {', '.join(DTYPES)}")
-    return list(dict.fromkeys(out))
+    return _parse_list("--dtypes", text, lambda item: DTYPE_ALIASES.get(item.lower()),
+                       f"is not a dtype; accepted: {', '.join(DTYPES)} (or float32, float16, bfloat16, float64)",
+                       f"of {', '.join(DTYPES)}")
 
 
 def parse_modes(text: str) -> list[str]:
-    out = []
-    for item in _items(text):
-        if item.lower() not in MODES:
-            raise ConfigError(f"--modes: {item!r} is not a mode; accepted: {', '.join(MODES)}")
-        out.append(item.lower())
-    if not out:
-        raise ConfigError(f"--modes: give at least one of {', '.join(MODES)}")
-    return list(dict.fromkeys(out))
+    return _parse_list("--modes", text, lambda item: item.lower() if item.lower() in MODES else None,
+                       f"is not a mode; accepted: {', '.join(MODES)}", f"of {', '.join(MODES)}")
 
 
 def resolve_device(name: str) -> str:
