@@ -8,7 +8,7 @@ every case and every ordered pair of runs takes (new, baseline) and the change t
 our median time (what --compare compares; the speedup over dense is shown for reference). A pair of
 runs of unchanged code is what a CI gate sees, so the share of pairs past 1 + threshold is the rate
 at which a case of an unchanged kernel is flagged "slower", and 1 - (1 - rate)^cases the chance that
-a whole run is reported as regressed. --compare's default threshold (kernel_sweep.NOISE_THRESHOLD)
+a whole run is reported as regressed. --compare's default threshold (sweep_config.NOISE_THRESHOLD)
 came from this script.
 """
 
@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from spintui.profiles import kernel_sweep as ks
+from spintui.profiles import kernel_sweep as ks, sweep_config as sc, sweep_results as sr
 from spintui.profiles.store import create_run
 
 
@@ -49,17 +49,17 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="write the per-run cases and the percentiles as JSON")
     args = p.parse_args(argv)
-    cfg = ks.resolve_config(quick=True, device="auto", threads=args.threads)
-    print(f"grid: {cfg.n_grid} cases ({ks.GRIDS[cfg.device + '-quick']}), {cfg.device}, "
+    cfg = sc.resolve_config(quick=True, device="auto", threads=args.threads)
+    print(f"grid: {cfg.n_grid} cases ({sc.GRIDS[cfg.device + '-quick']}), {cfg.device}, "
           f"{cfg.threads} thread(s), {args.runs} runs", flush=True)
     runs, seconds = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
-            rd = create_run(tmp, kind="profile", benchmark=ks.BENCHMARK, config=cfg.to_dict())
+            rd = create_run(tmp, kind="profile", benchmark=sc.BENCHMARK, config=cfg.to_dict())
             t0 = time.monotonic()
             result = ks.run_sweep(rd)
             seconds.append(time.monotonic() - t0)
-            runs.append({ks.case_key(c): c for c in result.cases if c["status"] == "ok"})
+            runs.append({sr.case_key(c): c for c in result.cases if c["status"] == "ok"})
             print(f"run {i + 1}: {len(result.cases)} cases in {seconds[-1]:.1f} s", flush=True)
     report = {"runs": args.runs, "cases": cfg.n_grid, "threads": cfg.threads, "device": cfg.device,
               "sweep_seconds": seconds}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spintui.kernels import blocksparse_matmul
-from spintui.profiles import kernel_sweep as ks
+from spintui.profiles import kernel_sweep as ks, sweep_config as sc
 from spintui.profiles.store import RunPaths, create_run, read_manifest
 
 torch.set_num_threads(1)
@@ -18,9 +18,9 @@ GRID = ["--quick", "--sizes", "128", "--blocks", "32,64", "--densities", "0.5", 
 
 def recorded_profile(runs_dir: Path, name: str, scale: float) -> Path:
     """A profile of GRID's cases recorded in this process, its times multiplied by `scale`."""
-    cfg = ks.resolve_config(sizes="128", blocks="32,64", densities="0.5", modes="dsd", device="cpu", threads=1,
+    cfg = sc.resolve_config(sizes="128", blocks="32,64", densities="0.5", modes="dsd", device="cpu", threads=1,
                             min_run_time=0.005)
-    rd = create_run(runs_dir, kind="profile", benchmark=ks.BENCHMARK, name=name, config=cfg.to_dict())
+    rd = create_run(runs_dir, kind="profile", benchmark=sc.BENCHMARK, name=name, config=cfg.to_dict())
     ks.run_sweep(rd)
     lines = []
     for line in RunPaths(rd).metrics.read_text().splitlines():
@@ -84,7 +84,7 @@ def test_headless_regression_exits_1_with_json(tmp_path, spintui):
     result.assert_one_line_error(1, "profile candidate: 2 regressions")
     lines = result.stdout.splitlines()
     assert sum("[slower +" in ln for ln in lines) == 2, result.stdout  # a line per case as it finishes
-    assert f"vs baseline (threshold {ks.NOISE_THRESHOLD:.0%}): 2 slower" in result.stdout
+    assert f"vs baseline (threshold {sc.NOISE_THRESHOLD:.0%}): 2 slower" in result.stdout
     assert "dsd" in result.stdout and "speedup" in result.stdout and "check" in result.stdout  # the table
     data = json.loads(out_json.read_text())
     assert data["schema_version"] == 1 and len(data["cases"]) == 2

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spintui.kernels import blocksparse_matmul
-from spintui.profiles import kernel_sweep as ks
+from spintui.profiles import kernel_sweep as ks, sweep_config as sc
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import RunPaths, create_run, read_manifest
 from spintui.tui.profile_dashboard import ProfileDashboard
@@ -20,11 +20,11 @@ torch.set_num_threads(1)
 SIZE = (120, 40)
 
 
-def sweep_config(**options) -> ks.SweepConfig:
+def sweep_config(**options) -> sc.SweepConfig:
     values = dict(sizes="128", blocks="32,64", densities="0.5,0.25", dtypes="fp32", modes="dsd", device="cpu",
                   threads=1, min_run_time=0.005)
     values.update(options)
-    return ks.resolve_config(**values)
+    return sc.resolve_config(**values)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def recorded(tmp_path_factory) -> tuple[Path, list[dict]]:
 
     runs = tmp_path_factory.mktemp("runs")
     cfg = sweep_config()
-    rd = create_run(runs, kind="profile", benchmark=ks.BENCHMARK, name="recorded", config=cfg.to_dict())
+    rd = create_run(runs, kind="profile", benchmark=sc.BENCHMARK, name="recorded", config=cfg.to_dict())
     result = ks.run_sweep(rd, kernel=wrong_once)
     assert [c["status"] for c in result.cases] == ["ok", "ok", "ok", "WRONG"]
     return rd, result.cases
@@ -44,7 +44,7 @@ def recorded(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 def test_profile_view_fills_as_cases_finish(recorded, tmp_path, screen_text, wait_for):
     source, cases = recorded
-    rd = create_run(tmp_path, kind="profile", benchmark=ks.BENCHMARK, name="live",
+    rd = create_run(tmp_path, kind="profile", benchmark=sc.BENCHMARK, name="live",
                     config=read_manifest(source)["config"])
     run = RunWriter(rd, heartbeat=False)
     run.update_manifest(environment=read_manifest(source)["environment"])
@@ -138,7 +138,7 @@ def test_dashboard_follows_a_sweep_process(tmp_path, screen_text, wait_for):
     from spintui.profiles.processes import start_sweep
 
     cfg = sweep_config(densities="0.5")
-    rd = create_run(tmp_path, kind="profile", benchmark=ks.BENCHMARK, config=cfg.to_dict())
+    rd = create_run(tmp_path, kind="profile", benchmark=sc.BENCHMARK, config=cfg.to_dict())
     proc = start_sweep(rd)
 
     async def go():

@@ -11,7 +11,7 @@ import torch
 
 from spintui.algos.config import ConfigError
 from spintui.kernels import blocksparse_matmul
-from spintui.profiles import kernel_sweep as ks
+from spintui.profiles import kernel_sweep as ks, sweep_config as sc, sweep_results as sr
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.store import RunPaths, create_run, read_manifest
 
@@ -22,8 +22,8 @@ def tiny_run(runs_dir: Path, name: str = "tiny", **options) -> Path:
     values = dict(sizes="128 256,128,128", blocks="32,64", densities="50%,25%", dtypes="fp32", modes="dsd,sdd",
                   device="cpu", threads=1, min_run_time=0.005)
     values.update(options)
-    cfg = ks.resolve_config(**values)
-    return create_run(runs_dir, kind="profile", benchmark=ks.BENCHMARK, name=name, config=cfg.to_dict())
+    cfg = sc.resolve_config(**values)
+    return create_run(runs_dir, kind="profile", benchmark=sc.BENCHMARK, name=name, config=cfg.to_dict())
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def recorded(tmp_path_factory) -> Path:
 
 
 def test_tiny_sweep_records_every_case_with_consistent_columns(recorded):
-    cases = ks.kernel_records(recorded)
+    cases = sr.kernel_records(recorded)
     assert len(cases) == 16
     assert {(c["mode"], c["M"], c["block"], c["density"]) for c in cases} == {
         (m, s, b, d) for m in ("dsd", "sdd") for s in (128, 256) for b in (32, 64) for d in (0.5, 0.25)}
@@ -80,7 +80,7 @@ def test_wrong_kernel_is_marked_wrong_and_never_timed(tmp_path, monkeypatch):
     result = ks.run_sweep(rd, on_case=lambda rec, done, total, eta: seen.append((done, total, rec["status"])))
     assert result.status == "finished" and result.wrong == 2 and result.errors == 0
     assert [d for d, _, _ in seen] == [1, 2, 3, 4] and all(t == 4 for _, t, _ in seen)
-    for c in ks.kernel_records(rd):
+    for c in sr.kernel_records(rd):
         if c["block"] == 64:
             assert c["status"] == "WRONG" and "relative error 1.00e-02 > 1e-04" in c["error"]
             assert c["max_rel_error"] == pytest.approx(0.01, rel=1e-3)
@@ -155,35 +155,35 @@ def test_wrong_gradient_is_caught_with_backward(tmp_path):
 
 
 def test_option_parsing_and_errors():
-    assert ks.parse_sizes("1024; 256,512,128 64x32x64") == [(1024,) * 3, (256, 512, 128), (64, 32, 64)]
-    assert ks.parse_densities("50%,25%, 0.1") == [0.5, 0.25, 0.1]
-    assert ks.parse_dtypes("bf16,float32,half") == ["bf16", "fp32", "fp16"]
-    assert ks.parse_blocks("32,64,32") == [32, 64]
+    assert sc.parse_sizes("1024; 256,512,128 64x32x64") == [(1024,) * 3, (256, 512, 128), (64, 32, 64)]
+    assert sc.parse_densities("50%,25%, 0.1") == [0.5, 0.25, 0.1]
+    assert sc.parse_dtypes("bf16,float32,half") == ["bf16", "fp32", "fp16"]
+    assert sc.parse_blocks("32,64,32") == [32, 64]
     for fn, text, fragment in [
-        (ks.parse_blocks, "32,48", "accepted: 16, 32, 64, 128"),
-        (ks.parse_sizes, "12,13", "M,N,K"),
-        (ks.parse_sizes, "-5", "M,N,K"),
-        (ks.parse_densities, "150%", "(0, 1]"),
-        (ks.parse_densities, "0", "(0, 1]"),
-        (ks.parse_dtypes, "int8", "accepted: fp32, fp16, bf16, fp64"),
-        (ks.parse_modes, "dense", "accepted: sdd, dsd, dds"),
+        (sc.parse_blocks, "32,48", "accepted: 16, 32, 64, 128"),
+        (sc.parse_sizes, "12,13", "M,N,K"),
+        (sc.parse_sizes, "-5", "M,N,K"),
+        (sc.parse_densities, "150%", "(0, 1]"),
+        (sc.parse_densities, "0", "(0, 1]"),
+        (sc.parse_dtypes, "int8", "accepted: fp32, fp16, bf16, fp64"),
+        (sc.parse_modes, "dense", "accepted: sdd, dsd, dds"),
     ]:
         with pytest.raises(ConfigError, match=None) as info:
             fn(text)
         assert fragment in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="not divisible by block 64"):
-        ks.resolve_config(sizes="1000", blocks="64", device="cpu")
+        sc.resolve_config(sizes="1000", blocks="64", device="cpu")
     with pytest.raises(ConfigError, match="random, banded, strided"):
-        ks.resolve_config(layout="diagonal", device="cpu")
+        sc.resolve_config(layout="diagonal", device="cpu")
 
 
 def test_device_defaults():
-    cfg = ks.resolve_config(device="cpu")
+    cfg = sc.resolve_config(device="cpu")
     assert cfg.sizes == [(512,) * 3, (1024,) * 3] and cfg.dtypes == ["fp32"] and cfg.blocks == [32, 64]
     assert cfg.densities == [0.5, 0.25, 0.1, 0.05] and cfg.threads == 1
-    quick = ks.resolve_config(device="cpu", quick=True)
+    quick = sc.resolve_config(device="cpu", quick=True)
     assert quick.n_grid < cfg.n_grid
-    gpu = ks.GRIDS["cuda"]
+    gpu = sc.GRIDS["cuda"]
     assert gpu["sizes"] == [(4096,) * 3, (8192,) * 3] and gpu["blocks"] == [32, 64, 128]
     assert gpu["dtypes"] == ["bf16"] and gpu["densities"] == [0.5, 0.25, 0.1, 0.05]
 
@@ -203,9 +203,9 @@ CASE_FIELDS = {
 
 def test_profile_json_schema(recorded, tmp_path):
     path = tmp_path / "profile.json"
-    ks.write_profile_json(recorded, path)
+    sr.write_profile_json(recorded, path)
     data = json.loads(path.read_text())
-    assert data["schema_version"] == ks.SCHEMA_VERSION == 1
+    assert data["schema_version"] == sr.SCHEMA_VERSION == 1
     assert data["kind"] == "spintui.blocksparse_profile"
     assert set(data) == {"schema_version", "kind", "run", "environment", "config", "cases", "compare"}
     assert data["run"]["name"] == recorded.name and data["run"]["status"] == "finished"
@@ -214,11 +214,11 @@ def test_profile_json_schema(recorded, tmp_path):
     assert data["config"]["sizes"] == [[128, 128, 128], [256, 128, 128]]
     assert data["compare"] is None and len(data["cases"]) == 16
     for case in data["cases"]:
-        assert set(ks.CASE_KEY) <= set(case)
+        assert set(sr.CASE_KEY) <= set(case)
         for key, kind in CASE_FIELDS.items():
             assert isinstance(case[key], kind), (key, case[key])
         assert isinstance(case["s_torch_bsr"], float if case["mode"] == "dsd" else type(None))
-        assert case["mode"] in ks.MODES and case["dtype"] in ks.DTYPES and case["status"] in ("ok", "WRONG", "error")
+        assert case["mode"] in sc.MODES and case["dtype"] in sc.DTYPES and case["status"] in ("ok", "WRONG", "error")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -244,9 +244,9 @@ def test_compare_two_recorded_profiles(recorded, tmp_path):
             (rec["mode"], rec["M"], rec["block"], rec["density"]), 1.0)
 
     baseline = doctored_copy(recorded, tmp_path / "baseline", scale)
-    cases = ks.kernel_records(recorded)
+    cases = sr.kernel_records(recorded)
     cases[3] = {**cases[3], "status": "WRONG", "s_ours": None}
-    out = ks.compare_profiles(cases, ks.kernel_records(baseline), threshold=0.15)
+    out = sr.compare_profiles(cases, sr.kernel_records(baseline), threshold=0.15)
     verdicts = {(c["mode"], c["M"], c["block"], c["density"]): c["compare"] for c in out["cases"]}
     assert verdicts.pop(("dsd", 128, 32, 0.5)) == "slower"
     assert verdicts.pop(("sdd", 256, 64, 0.25)) == "faster"
@@ -258,6 +258,6 @@ def test_compare_two_recorded_profiles(recorded, tmp_path):
     slower = next(c for c in out["cases"] if c["compare"] == "slower")
     assert slower["change"] == pytest.approx(2.0)
     # within the threshold either way is "same"; a case missing from the baseline is "new"
-    assert ks.compare_case({**cases[0], "s_ours": cases[0]["s_ours"] * 1.1},
-                           {ks.case_key(cases[0]): cases[0]}, 0.15)[0] == "same"
-    assert ks.compare_case(cases[0], {}, 0.15)[0] == "new"
+    assert sr.compare_case({**cases[0], "s_ours": cases[0]["s_ours"] * 1.1},
+                           {sr.case_key(cases[0]): cases[0]}, 0.15)[0] == "same"
+    assert sr.compare_case(cases[0], {}, 0.15)[0] == "new"

@@ -46,7 +46,7 @@ class BlocksparseOptions:
 
 def profile_blocksparse(given: dict) -> None:
     """Time block-sparse matmul kernels against dense and torch's BSR (each case checked first)."""
-    from spintui.profiles import kernel_sweep
+    from spintui.profiles import sweep_config
     from spintui.profiles.runs import resolve_run
     from spintui.profiles.store import create_run
 
@@ -58,19 +58,19 @@ def profile_blocksparse(given: dict) -> None:
             baseline = resolve_run(opts.compare, directory, kind="profile")
         except RunError as exc:
             raise UsageError(f"--compare: {exc}") from None
-        kernel_sweep.check_profile_run(baseline)
+        sweep_config.check_profile_run(baseline)
     check_new_run_name(opts.name, directory)
     json_path = None
     if opts.json is not None:
         json_path = opts.json.resolve()
         if json_path.is_dir() or not json_path.parent.is_dir():
             raise UsageError(f"--json: cannot write {json_path} (not a file in an existing directory)")
-    cfg = kernel_sweep.resolve_config(
+    cfg = sweep_config.resolve_config(
         sizes=opts.sizes, blocks=opts.blocks, densities=opts.densities, dtypes=opts.dtypes, modes=opts.modes,
         layout=opts.layout, backward=opts.backward, device=opts.device, threads=opts.threads, seed=opts.seed,
         quick=opts.quick, json_path=None if json_path is None else str(json_path),
         compare=None if baseline is None else str(baseline.resolve()), threshold=opts.threshold)
-    run_dir = create_run(directory, kind="profile", name=opts.name, benchmark=kernel_sweep.BENCHMARK,
+    run_dir = create_run(directory, kind="profile", name=opts.name, benchmark=sweep_config.BENCHMARK,
                          seed=opts.seed, config=cfg.to_dict(), argv=["spintui", *sys.argv[1:]])
     if not opts.headless and sys.stdout.isatty() and sys.stdin.isatty():
         from spintui.tui.app import run_dashboard

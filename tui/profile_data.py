@@ -2,7 +2,7 @@
 
 Shared by the profile dashboard (tui/frames.py, tui/widgets.py) and the headless Rich table
 (tui/profile_report.py); imports neither Textual nor torch. Records are the sweep's `kernel` records
-(profiles/kernel_sweep.py).
+(profiles/sweep_results.py).
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from spintui.profiles.kernel_sweep import SweepConfig, SweepResult, run_sweep
+from spintui.profiles.kernel_sweep import SweepResult, run_sweep
 from spintui.profiles.store import read_manifest
+from spintui.profiles.sweep_config import SweepConfig
 from spintui.tui import profile_data as pd
 from spintui.tui.plot_data import format_duration
 
