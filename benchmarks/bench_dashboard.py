@@ -96,6 +96,13 @@ class PtyViewer:
                         self.first_data_cpu = None
                 self._tail = chunk[-4:]
 
+    def wait_first_data(self, timeout: float) -> bool:
+        """Whether a frame with data arrived within `timeout` seconds of now."""
+        deadline = time.perf_counter() + timeout
+        while self.first_data_at is None and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        return self.first_data_at is not None
+
     def cpu_seconds(self) -> float:
         t = psutil.Process(self.proc.pid).cpu_times()
         return t.user + t.system
@@ -220,17 +227,11 @@ def bench_attach(args) -> dict:
         for _ in range(args.repeats):
             # The same start-up on a 400-record run, right before: what start-up alone costs now.
             viewer = PtyViewer(tiny)
-            deadline = time.perf_counter() + 30
-            while viewer.first_data_at is None and time.perf_counter() < deadline:
-                time.sleep(0.01)
-            if viewer.first_data_at is not None:
+            if viewer.wait_first_data(30):
                 small.append(viewer.first_data_at - viewer.started)
             viewer.close()
             viewer = PtyViewer(rd)
-            deadline = time.perf_counter() + 30
-            while viewer.first_data_at is None and time.perf_counter() < deadline:
-                time.sleep(0.01)
-            if viewer.first_data_at is not None:
+            if viewer.wait_first_data(30):
                 times.append(viewer.first_data_at - viewer.started)
                 cpus.append(viewer.first_data_cpu)
                 print(f"  attach: first frame with data after {times[-1]:.3f} s "
