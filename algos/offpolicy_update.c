@@ -326,6 +326,14 @@ static float critic_step(const Net *critic, const Block *blk, const float *x, co
     return loss;
 }
 
+/* The smallest of the critic members' outputs for sample i. */
+static inline float q_min(const Net *critic, const Acts *qa, int m, int i) {
+    const int last = critic->layers - 1;
+    float q = act_of(critic, qa, last, 0, m)[i];
+    for (int k = 1; k < critic->members; k++) q = fminf(q, act_of(critic, qa, last, k, m)[i]);
+    return q;
+}
+
 /* Scratch memory of one block: allocated once per call, shared by all its updates. */
 typedef struct {
     Acts qa, pa;                /* activations of the critics and of the actor */
@@ -394,164 +402,175 @@ static void squash(const float *out, int m, int A, const float *eps, const float
     }
 }
 
-/* Returns 0, or -1 when its scratch memory could not be allocated (nothing is updated then). */
-int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
+/* a' ~ pi(.|o') into w->a2 and its log-prob into w->logp, for the backup. */
+static void sac_next_action(const Net *actor, const Block *blk, const Work *w, int j, const float *o2) {
+    const int m = blk->batch, A = blk->act_dim;
+    const float *eps_next = blk->noise + (size_t)j * 2 * m * A;
+    net_forward(actor, 0, 0, o2, m, &w->pa);
+    squash(act_of(actor, &w->pa, actor->layers - 1, 0, m), m, A, eps_next, blk->act_scale, blk->act_center, w->a2,
+           w->logp, NULL, NULL);
+}
+
+/* Actor through the stepped critics, whose weights take no gradient here; then the temperature
+ * (auto) and the critics' targets. */
+static void sac_actor_step(const Net *actor, const Net *critic, const Block *blk, const Work *w, int j,
+                           const float *o, float alpha) {
     const int m = blk->batch, A = blk->act_dim, O = blk->obs_dim, K = critic->members;
     const int qlast = critic->layers - 1, alast = actor->layers - 1;
-    Work work;
-    if (work_alloc(&work, actor, critic, blk) != 0) return -1;
-    const Acts *qa = &work.qa, *pa = &work.pa;
-    float *x = work.x, *g = work.g, *scratch = work.scratch, *gx = work.gx, *a2 = work.a2, *backup = work.backup;
-    float *logp = work.logp, *u = work.u, *std = work.std, *gpi = work.gpi, *gq = work.gq;
-    int pi_count = 0;
+    const Acts *qa = &w->qa, *pa = &w->pa;
+    float *x = w->x, *g = w->g, *scratch = w->scratch, *gx = w->gx;
+    float *u = w->u, *std = w->std, *gpi = w->gpi, *gq = w->gq;
+    const float *eps_now = blk->noise + (size_t)j * 2 * m * A + (size_t)m * A;
 
-    for (int j = 0; j < blk->n_updates; j++) {
-        const float *o = blk->obs + (size_t)j * m * O, *o2 = blk->obs2 + (size_t)j * m * O;
-        const float *a = blk->act + (size_t)j * m * A, *r = blk->rew + (size_t)j * m;
-        const float *disc = blk->discount + (size_t)j * m;
-        const float *eps_next = blk->noise + (size_t)j * 2 * m * A, *eps_now = eps_next + (size_t)m * A;
-        const float alpha = *blk->alpha;
-
-        /* Backup from the target critics at a' ~ pi(.|o'). */
-        net_forward(actor, 0, 0, o2, m, pa);
-        squash(act_of(actor, pa, alast, 0, m), m, A, eps_next, blk->act_scale, blk->act_center, a2, logp, NULL, NULL);
-        concat(o2, O, a2, A, m, x);
-        for (int k = 0; k < K; k++) net_forward(critic, 1, k, x, m, qa);
-        for (int i = 0; i < m; i++) {
-            float qmin = act_of(critic, qa, qlast, 0, m)[i];
-            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, qa, qlast, k, m)[i]);
-            backup[i] = r[i] + disc[i] * (qmin - alpha * logp[i]);
-        }
-
-        /* Critics. */
-        concat(o, O, a, A, m, x);
-        blk->loss_q[j] = critic_step(critic, blk, x, backup, qa, g, scratch, blk->q_vals + (size_t)j * K * m);
-
-        /* Actor through the stepped critics, whose weights take no gradient here. */
-        net_forward(actor, 0, 0, o, m, pa);
-        float *pi = a2, *logp_pi = blk->logp + (size_t)j * m;
-        squash(act_of(actor, pa, alast, 0, m), m, A, eps_now, blk->act_scale, blk->act_center, pi, logp_pi, u, std);
-        concat(o, O, pi, A, m, x);
-        for (int k = 0; k < K; k++) net_forward(critic, 0, k, x, m, qa);
-        float loss_pi = 0.0f;
-        for (int i = 0; i < m; i++) {  /* min over critics; a tie splits the gradient as torch's amin does */
-            float qmin = act_of(critic, qa, qlast, 0, m)[i];
-            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, qa, qlast, k, m)[i]);
-            int ties = 0;
-            for (int k = 0; k < K; k++) ties += act_of(critic, qa, qlast, k, m)[i] == qmin;
-            for (int k = 0; k < K; k++) gq[(size_t)k * m + i] = act_of(critic, qa, qlast, k, m)[i] == qmin ? -1.0f / m / ties : 0.0f;
-            loss_pi += alpha * logp_pi[i] - qmin;
-        }
-        blk->loss_pi[pi_count++] = loss_pi / m;
-        memset(gpi, 0, sizeof(float) * m * A);
-        for (int k = 0; k < K; k++) {
-            memcpy(g, gq + (size_t)k * m, sizeof(float) * m);
-            net_backward(critic, k, x, m, qa, g, scratch, 0, gx);
-            for (int i = 0; i < m; i++)
-                for (int jj = 0; jj < A; jj++) gpi[(size_t)i * A + jj] += gx[(size_t)i * (O + A) + O + jj];
-        }
-        /* Through the squashing and the reparameterisation into the actor's output (mu | log_std). */
-        const float *out = act_of(actor, pa, alast, 0, m);
-        const float dlogp = alpha / m;
-        for (int i = 0; i < m; i++)
-            for (int jj = 0; jj < A; jj++) {
-                const size_t ij = (size_t)i * A + jj;
-                const float t = tanhf(u[ij]);
-                /* d logp / du = -2 (-1 + 2 sigmoid(-2u)), the derivative of the softplus form above */
-                const float gu = dlogp * (2.0f - 4.0f * sigmoid(-2.0f * u[ij])) + gpi[ij] * blk->act_scale[jj] * (1.0f - t * t);
-                const float raw = out[(size_t)i * 2 * A + A + jj];
-                g[(size_t)i * 2 * A + jj] = gu;
-                g[(size_t)i * 2 * A + A + jj] = raw >= -20.0f && raw <= 2.0f ? gu * std[ij] * eps_now[ij] - dlogp : 0.0f;
-            }
-        net_backward(actor, 0, o, m, pa, g, scratch, 1, NULL);
-        net_adam(actor);
-
-        if (blk->auto_alpha) {
-            float s = 0.0f;
-            for (int i = 0; i < m; i++) s += logp_pi[i] + blk->target_entropy;
-            const float grad = -s / m;
-            adam_tensor(blk->log_alpha, &grad, blk->log_alpha_m, blk->log_alpha_v, 1, blk->log_alpha_step,
-                        blk->alpha_lr, blk->alpha_beta1, blk->alpha_beta2, blk->alpha_eps);
-            *blk->alpha = expf(*blk->log_alpha);
-        }
-        net_polyak(critic, blk->polyak);
+    net_forward(actor, 0, 0, o, m, pa);
+    float *pi = w->a2, *logp_pi = blk->logp + (size_t)j * m;
+    squash(act_of(actor, pa, alast, 0, m), m, A, eps_now, blk->act_scale, blk->act_center, pi, logp_pi, u, std);
+    concat(o, O, pi, A, m, x);
+    for (int k = 0; k < K; k++) net_forward(critic, 0, k, x, m, qa);
+    float loss_pi = 0.0f;
+    for (int i = 0; i < m; i++) {  /* min over critics; a tie splits the gradient as torch's amin does */
+        const float qmin = q_min(critic, qa, m, i);
+        int ties = 0;
+        for (int k = 0; k < K; k++) ties += act_of(critic, qa, qlast, k, m)[i] == qmin;
+        for (int k = 0; k < K; k++) gq[(size_t)k * m + i] = act_of(critic, qa, qlast, k, m)[i] == qmin ? -1.0f / m / ties : 0.0f;
+        loss_pi += alpha * logp_pi[i] - qmin;
     }
+    blk->loss_pi[j] = loss_pi / m;
+    memset(gpi, 0, sizeof(float) * m * A);
+    for (int k = 0; k < K; k++) {
+        memcpy(g, gq + (size_t)k * m, sizeof(float) * m);
+        net_backward(critic, k, x, m, qa, g, scratch, 0, gx);
+        for (int i = 0; i < m; i++)
+            for (int jj = 0; jj < A; jj++) gpi[(size_t)i * A + jj] += gx[(size_t)i * (O + A) + O + jj];
+    }
+    /* Through the squashing and the reparameterisation into the actor's output (mu | log_std). */
+    const float *out = act_of(actor, pa, alast, 0, m);
+    const float dlogp = alpha / m;
+    for (int i = 0; i < m; i++)
+        for (int jj = 0; jj < A; jj++) {
+            const size_t ij = (size_t)i * A + jj;
+            const float t = tanhf(u[ij]);
+            /* d logp / du = -2 (-1 + 2 sigmoid(-2u)), the derivative of the softplus form above */
+            const float gu = dlogp * (2.0f - 4.0f * sigmoid(-2.0f * u[ij])) + gpi[ij] * blk->act_scale[jj] * (1.0f - t * t);
+            const float raw = out[(size_t)i * 2 * A + A + jj];
+            g[(size_t)i * 2 * A + jj] = gu;
+            g[(size_t)i * 2 * A + A + jj] = raw >= -20.0f && raw <= 2.0f ? gu * std[ij] * eps_now[ij] - dlogp : 0.0f;
+        }
+    net_backward(actor, 0, o, m, pa, g, scratch, 1, NULL);
+    net_adam(actor);
 
-    work_free(&work, actor, critic);
-    return 0;
+    if (blk->auto_alpha) {
+        float s = 0.0f;
+        for (int i = 0; i < m; i++) s += logp_pi[i] + blk->target_entropy;
+        const float grad = -s / m;
+        adam_tensor(blk->log_alpha, &grad, blk->log_alpha_m, blk->log_alpha_v, 1, blk->log_alpha_step,
+                    blk->alpha_lr, blk->alpha_beta1, blk->alpha_beta2, blk->alpha_eps);
+        *blk->alpha = expf(*blk->log_alpha);
+    }
+    net_polyak(critic, blk->polyak);
 }
 
 /* ---------------------------------------------------------------------------------------------
  * TD3 and DDPG (see td3.py, ddpg.py): a deterministic tanh actor scaled to the bounds; the actor
  * follows critic member 0. DDPG is one critic, no smoothing noise and policy_delay 1. */
 
-/* Returns 0, or -1 when its scratch memory could not be allocated (nothing is updated then). */
-int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
-    const int m = blk->batch, A = blk->act_dim, O = blk->obs_dim, K = critic->members;
+/* The target policy's action at o' into w->a2, smoothed and clipped to the bounds (TD3). */
+static void td3_next_action(const Net *actor, const Block *blk, const Work *w, int j, const float *o2) {
+    const int m = blk->batch, A = blk->act_dim;
+    float *a2 = w->a2;
+    net_forward(actor, 1, 0, o2, m, &w->pa);
+    const float *out = act_of(actor, &w->pa, actor->layers - 1, 0, m);
+    for (int i = 0; i < m; i++)
+        for (int jj = 0; jj < A; jj++) {
+            const size_t ij = (size_t)i * A + jj;
+            float v = blk->act_center[jj] + tanhf(out[ij]) * blk->act_scale[jj];
+            if (blk->noise) {
+                const float lo = blk->act_center[jj] - blk->act_scale[jj], hi = blk->act_center[jj] + blk->act_scale[jj];
+                v = fminf(fmaxf(v + blk->noise[(size_t)j * m * A + ij], lo), hi);
+            }
+            a2[ij] = v;
+        }
+}
+
+/* Actor: maximise Q_1(o, mu(o)) through the stepped critic; then both targets. */
+static void td3_actor_step(const Net *actor, const Net *critic, const Block *blk, const Work *w, int j,
+                           const float *o) {
+    const int m = blk->batch, A = blk->act_dim, O = blk->obs_dim;
     const int qlast = critic->layers - 1, alast = actor->layers - 1;
+    const Acts *qa = &w->qa, *pa = &w->pa;
+    float *x = w->x, *g = w->g, *scratch = w->scratch, *gx = w->gx, *a2 = w->a2;
+
+    net_forward(actor, 0, 0, o, m, pa);
+    const float *out = act_of(actor, pa, alast, 0, m);
+    for (int i = 0; i < m; i++)
+        for (int jj = 0; jj < A; jj++)
+            a2[(size_t)i * A + jj] = blk->act_center[jj] + tanhf(out[(size_t)i * A + jj]) * blk->act_scale[jj];
+    concat(o, O, a2, A, m, x);
+    net_forward(critic, 0, 0, x, m, qa);
+    const float *q = act_of(critic, qa, qlast, 0, m);
+    float s = 0.0f;
+    for (int i = 0; i < m; i++) {
+        s += q[i];
+        g[i] = -1.0f / m;
+    }
+    blk->loss_pi[j / blk->policy_delay] = -s / m;
+    net_backward(critic, 0, x, m, qa, g, scratch, 0, gx);
+    for (int i = 0; i < m; i++)
+        for (int jj = 0; jj < A; jj++) {
+            const float t = tanhf(out[(size_t)i * A + jj]);
+            g[(size_t)i * A + jj] = gx[(size_t)i * (O + A) + O + jj] * blk->act_scale[jj] * (1.0f - t * t);
+        }
+    net_backward(actor, 0, o, m, pa, g, scratch, 1, NULL);
+    net_adam(actor);
+    net_polyak(actor, blk->polyak);
+    net_polyak(critic, blk->polyak);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * A block of updates. Each update: the backup from the target critics at the next action (SAC: a
+ * sample of the policy, less alpha times its log-prob; TD3/DDPG: the target policy's action), the
+ * critics' step onto it, then the actor's step (TD3/DDPG: on every policy_delay-th update). */
+
+/* Returns 0, or -1 when its scratch memory could not be allocated (nothing is updated then). */
+static int offpolicy_block(const Net *actor, const Net *critic, const Block *blk, int sac) {
+    const int m = blk->batch, A = blk->act_dim, O = blk->obs_dim, K = critic->members;
     Work work;
     if (work_alloc(&work, actor, critic, blk) != 0) return -1;
-    const Acts *qa = &work.qa, *pa = &work.pa;
-    float *x = work.x, *g = work.g, *scratch = work.scratch, *gx = work.gx, *a2 = work.a2, *backup = work.backup;
-    int pi_count = 0;
+    float *x = work.x, *backup = work.backup, *logp = work.logp;
 
     for (int j = 0; j < blk->n_updates; j++) {
         const float *o = blk->obs + (size_t)j * m * O, *o2 = blk->obs2 + (size_t)j * m * O;
         const float *a = blk->act + (size_t)j * m * A, *r = blk->rew + (size_t)j * m;
         const float *disc = blk->discount + (size_t)j * m;
+        const float alpha = sac ? *blk->alpha : 0.0f;  /* this update's, before its own step (auto) */
 
-        /* Backup from the target critics at the target policy's (smoothed, clipped) action. */
-        net_forward(actor, 1, 0, o2, m, pa);
-        const float *out = act_of(actor, pa, alast, 0, m);
-        for (int i = 0; i < m; i++)
-            for (int jj = 0; jj < A; jj++) {
-                const size_t ij = (size_t)i * A + jj;
-                float v = blk->act_center[jj] + tanhf(out[ij]) * blk->act_scale[jj];
-                if (blk->noise) {
-                    const float lo = blk->act_center[jj] - blk->act_scale[jj], hi = blk->act_center[jj] + blk->act_scale[jj];
-                    v = fminf(fmaxf(v + blk->noise[(size_t)j * m * A + ij], lo), hi);
-                }
-                a2[ij] = v;
-            }
-        concat(o2, O, a2, A, m, x);
-        for (int k = 0; k < K; k++) net_forward(critic, 1, k, x, m, qa);
+        if (sac)
+            sac_next_action(actor, blk, &work, j, o2);
+        else
+            td3_next_action(actor, blk, &work, j, o2);
+        concat(o2, O, work.a2, A, m, x);
+        for (int k = 0; k < K; k++) net_forward(critic, 1, k, x, m, &work.qa);
         for (int i = 0; i < m; i++) {
-            float qmin = act_of(critic, qa, qlast, 0, m)[i];
-            for (int k = 1; k < K; k++) qmin = fminf(qmin, act_of(critic, qa, qlast, k, m)[i]);
-            backup[i] = r[i] + disc[i] * qmin;
+            const float qmin = q_min(critic, &work.qa, m, i);
+            backup[i] = sac ? r[i] + disc[i] * (qmin - alpha * logp[i]) : r[i] + disc[i] * qmin;
         }
 
         concat(o, O, a, A, m, x);
-        blk->loss_q[j] = critic_step(critic, blk, x, backup, qa, g, scratch, blk->q_vals + (size_t)j * K * m);
-        if (j % blk->policy_delay != 0) continue;
-
-        /* Actor: maximise Q_1(o, mu(o)) through the stepped critic. */
-        net_forward(actor, 0, 0, o, m, pa);
-        out = act_of(actor, pa, alast, 0, m);
-        for (int i = 0; i < m; i++)
-            for (int jj = 0; jj < A; jj++)
-                a2[(size_t)i * A + jj] = blk->act_center[jj] + tanhf(out[(size_t)i * A + jj]) * blk->act_scale[jj];
-        concat(o, O, a2, A, m, x);
-        net_forward(critic, 0, 0, x, m, qa);
-        const float *q = act_of(critic, qa, qlast, 0, m);
-        float s = 0.0f;
-        for (int i = 0; i < m; i++) {
-            s += q[i];
-            g[i] = -1.0f / m;
-        }
-        blk->loss_pi[pi_count++] = -s / m;
-        net_backward(critic, 0, x, m, qa, g, scratch, 0, gx);
-        for (int i = 0; i < m; i++)
-            for (int jj = 0; jj < A; jj++) {
-                const float t = tanhf(out[(size_t)i * A + jj]);
-                g[(size_t)i * A + jj] = gx[(size_t)i * (O + A) + O + jj] * blk->act_scale[jj] * (1.0f - t * t);
-            }
-        net_backward(actor, 0, o, m, pa, g, scratch, 1, NULL);
-        net_adam(actor);
-        net_polyak(actor, blk->polyak);
-        net_polyak(critic, blk->polyak);
+        blk->loss_q[j] = critic_step(critic, blk, x, backup, &work.qa, work.g, work.scratch, blk->q_vals + (size_t)j * K * m);
+        if (sac)
+            sac_actor_step(actor, critic, blk, &work, j, o, alpha);
+        else if (j % blk->policy_delay == 0)
+            td3_actor_step(actor, critic, blk, &work, j, o);
     }
 
     work_free(&work, actor, critic);
     return 0;
+}
+
+int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
+    return offpolicy_block(actor, critic, blk, 1);
+}
+
+int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
+    return offpolicy_block(actor, critic, blk, 0);
 }
