@@ -47,13 +47,15 @@ def differing_keys(configs: Sequence[Mapping[str, Any]], ignore: Sequence[str] =
 
 
 def group_labels(configs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """A legend label per configuration (one config per group): the settings that tell them apart,
-    e.g. 'gamma=0.98'; with a single group, its algorithm and environment."""
-    keys = differing_keys(configs) if len(configs) > 1 else []
+    """A legend label per configuration (one config per group): a Spinning Up run's exp_name, else
+    the settings that tell spintui configurations apart, e.g. 'gamma=0.98'; for a single one, its
+    algorithm and environment."""
+    ours = [c for c in configs if "exp_name" not in c]
+    keys = differing_keys(ours) if len(ours) > 1 else []
     labels = []
     for config in configs:
-        if keys == ["exp_name"] or (not keys and "exp_name" in config):
-            labels.append(str(config.get("exp_name")))
+        if "exp_name" in config:
+            labels.append(str(config["exp_name"]))
         elif keys:
             labels.append(", ".join(f"{k}={_show(config.get(k))}" for k in keys))
         else:

@@ -67,6 +67,8 @@ def test_a_run_on_a_custom_env_keeps_id_and_kwargs_for_every_later_command(drift
     lengths = [json.loads(line)["length"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                if '"kind":"episode"' in line]
     assert lengths and set(lengths) == {DRIFT_LENGTH}  # training and test episodes
+    spinup_config = json.loads((run_dir / "config.json").read_text())  # written by the trainer
+    assert spinup_config["exp_name"].startswith("sac_Drift-v0_") and spinup_config["env_kwargs"] == {"length": 7}
     result = subprocess.run([sys.executable, "-m", "spintui", "eval", "drift", "--runs-dir", str(runs_dir),
                              "--episodes", "2", "--json"], capture_output=True, text=True, env=spintui_env(),
                             timeout=120)
