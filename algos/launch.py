@@ -116,7 +116,11 @@ def start_side_outputs(run_dir: Path | str, manifest: dict, cfg):
     from spintui.profiles.run_export import TensorBoardMirror
     from spintui.profiles.sources import run_label
 
-    return TensorBoardMirror(run_dir, Path(cfg.tensorboard) / run_label(Path(run_dir), manifest))
+    try:
+        return TensorBoardMirror(run_dir, Path(cfg.tensorboard) / run_label(Path(run_dir), manifest))
+    except OSError as exc:  # the mirror is a copy: training goes on without it
+        print(f"spintui: no TensorBoard mirror: {exc}", file=sys.stderr)
+        return None
 
 
 def _train(module, cfg, writer) -> str:

@@ -138,6 +138,7 @@ class TensorBoardMirror:
         self.events = EventFile(log_dir)
         self.interval = interval
         self.points = 0
+        self.busy_s = 0.0  # thread time spent reading and writing, the mirror's whole cost to a trainer
         self._hparams_written = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -148,6 +149,7 @@ class TensorBoardMirror:
         with self._lock:
             if self.events is None:
                 return 0
+            start = time.thread_time()
             update = self.reader.poll()
             if not self._hparams_written and self.reader.manifest:
                 start = float(self.reader.manifest.get("start_time") or time.time())
@@ -155,6 +157,7 @@ class TensorBoardMirror:
                 self._hparams_written = True
             written = write_events(self.events, update_series(update))
             self.points += written
+            self.busy_s += time.thread_time() - start
             return written
 
     def _loop(self) -> None:
@@ -186,3 +189,4 @@ class TensorBoardMirror:
         self._thread.join(timeout=10)
         self._pump_safely()
         self._close_file()
+        print(f"spintui: TensorBoard mirror: {self.points} points, {self.busy_s:.3f} s of CPU", file=sys.stderr)

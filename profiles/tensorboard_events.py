@@ -138,8 +138,11 @@ def _block(steps: np.ndarray, times: np.ndarray, values: np.ndarray, n: int, mid
 # Hyperparameters (the hparams plugin)
 
 
-def require_tensorboard(what: str) -> None:
-    """UsageError (one line, exit 2) when the tensorboard package is not installed."""
+def require_tensorboard(what: str, log_dir: Path | None = None) -> None:
+    """UsageError (one line, exit 2) when the tensorboard package is not installed, or when
+    `log_dir` is a file."""
+    if log_dir is not None and log_dir.exists() and not log_dir.is_dir():
+        raise UsageError(f"{what} {log_dir} is a file, not a directory")
     try:
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2  # noqa: F401
     except ImportError:

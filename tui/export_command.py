@@ -24,11 +24,6 @@ class ExportOptions:
     runs_dir: Path | None = runs_dir_option()
 
 
-def output_dir(flag: str, path: Path | None) -> None:
-    if path is not None and path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path} is a file, not a directory")
-
-
 def export(given: dict) -> None:
     """Write runs (or every run of an experiment) as TensorBoard event files and/or CSV."""
     from spintui.profiles.sources import resolve_sources
@@ -38,12 +33,12 @@ def export(given: dict) -> None:
         raise UsageError("give the runs or experiments to export (paths, names, globs or 'latest')")
     if opts.tensorboard is None and opts.csv is None:
         raise UsageError("say where to: --tensorboard DIR, --csv DIR or both")
-    output_dir("--tensorboard", opts.tensorboard)
-    output_dir("--csv", opts.csv)
+    if opts.csv is not None and opts.csv.exists() and not opts.csv.is_dir():
+        raise UsageError(f"--csv {opts.csv} is a file, not a directory")
     if opts.tensorboard is not None:
         from spintui.profiles.tensorboard_events import require_tensorboard
 
-        require_tensorboard("--tensorboard")
+        require_tensorboard("--tensorboard", opts.tensorboard)
     sources = resolve_sources(opts.sources, runs_dir_or_default(opts.runs_dir),
                               warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
     from spintui.profiles.run_export import export_csv, export_tensorboard

@@ -127,7 +127,7 @@ def check_runtime(spec: Algorithm, cfg) -> None:
     if cfg.tensorboard is not None:
         from spintui.profiles.tensorboard_events import require_tensorboard
 
-        require_tensorboard("--tensorboard")
+        require_tensorboard("--tensorboard", cfg.tensorboard)
     if cfg.device == "cuda":
         import torch
 
