@@ -133,3 +133,19 @@ def test_export_mistakes_are_one_line_and_create_nothing(args, fragment, recorde
     err = capsys.readouterr().err.strip()
     assert code in (1, 2) and len(err.splitlines()) == 1 and fragment in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_an_experiment_exports_one_directory_per_run(tmp_path):
+    from spintui.profiles.experiments import create_experiment
+
+    points = [{"name": f"s{seed}", "env": "Pendulum-v1", "seed": seed, "config": {"seed": seed},
+               "values": {"seed": seed}}
+              for seed in (0, 1)]
+    exp = create_experiment(tmp_path / "runs", "exp", algo="sac", varying=["seed"], grid={"seed": [0, 1]},
+                            points=points, argv=[], settings={})
+    for seed in (0, 1):
+        with RunWriter(exp / f"s{seed}", heartbeat=False) as w:
+            w.scalars({"LossQ": float(seed)}, 1)
+    assert cli("export", "exp", "--runs-dir", str(tmp_path / "runs"), "--tensorboard", str(tmp_path / "tb")) == 0
+    for seed in (0, 1):
+        assert [e.value for e in accumulate(tmp_path / "tb" / "exp" / f"s{seed}").Scalars("LossQ")] == [seed]
