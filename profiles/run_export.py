@@ -149,7 +149,7 @@ class TensorBoardMirror:
         with self._lock:
             if self.events is None:
                 return 0
-            start = time.thread_time()
+            began = time.thread_time()
             update = self.reader.poll()
             if not self._hparams_written and self.reader.manifest:
                 start = float(self.reader.manifest.get("start_time") or time.time())
@@ -157,7 +157,7 @@ class TensorBoardMirror:
                 self._hparams_written = True
             written = write_events(self.events, update_series(update))
             self.points += written
-            self.busy_s += time.thread_time() - start
+            self.busy_s += time.thread_time() - began
             return written
 
     def _loop(self) -> None:
