@@ -2,7 +2,8 @@
 
 Generic over algorithms: each algorithm's module (algos/registry.py) exposes
 ``load_policy(checkpoint, env, device) -> (obs -> action)``; this module loads the run's latest
-checkpoint (weights only), builds its environment (with the run's env_kwargs) and plays whole
+checkpoint (weights only), builds its environment (with the run's env_kwargs, and any given for this
+evaluation on top) and plays whole
 episodes with that policy. With `video`, gymnasium's RecordVideo writes an MP4 per episode (the
 environment renders rgb_array frames, so no display is needed; moviepy, the `video` extra, encodes
 them); rendering changes no observation, action or reward, so the returns are those of a run
@@ -47,7 +48,7 @@ def make_eval_env(env_id: str, env_kwargs: dict, render: bool, video: Path | Non
 
 
 def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed: int = 10_000,
-             device: str = "cpu", video: Path | str | None = None) -> dict:
+             device: str = "cpu", video: Path | str | None = None, env_kwargs: dict | None = None) -> dict:
     """Play `episodes` episodes with the run's deterministic policy; returns returns, lengths, mean, std."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -71,7 +72,8 @@ def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(checkpoint_path, map_location=torch_device)
     video = None if video is None else Path(video)
-    env = make_eval_env(env_id, manifest.get("config", {}).get("env_kwargs") or {}, render, video, run_dir.name)
+    env_kwargs = {**(manifest.get("config", {}).get("env_kwargs") or {}), **(env_kwargs or {})}
+    env = make_eval_env(env_id, env_kwargs, render, video, run_dir.name)
     max_ep_len = int(checkpoint.get("config", {}).get("max_ep_len") or 0)
     try:
         policy = module.load_policy(checkpoint, env, torch_device)
@@ -97,6 +99,7 @@ def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed
         "path": str(run_dir),
         "algo": algo,
         "env": env_id,
+        "env_kwargs": env_kwargs,
         "checkpoint_step": int(checkpoint.get("step", 0)),
         "episodes": episodes,
         "seed": seed,

@@ -76,6 +76,22 @@ def test_a_run_on_a_custom_env_keeps_id_and_kwargs_for_every_later_command(drift
     assert json.loads(result.stdout)["lengths"] == [DRIFT_LENGTH, DRIFT_LENGTH]
 
 
+@pytest.mark.parametrize("kwargs, code, expected", [
+    ("length=3", 0, [3, 3]),  # over the run's own length=7
+    ("bogus=1", 2, "envs_for_tests:Drift-v0 does not take --env-kwargs length=7,bogus=1"),
+])
+def test_eval_can_change_the_environments_kwargs(drift_run, kwargs, code, expected):
+    runs_dir, _, _ = drift_run
+    result = subprocess.run([sys.executable, "-m", "spintui", "eval", "drift", "--runs-dir", str(runs_dir),
+                             "--episodes", "2", "--json", "--env-kwargs", kwargs], capture_output=True, text=True,
+                            env=spintui_env(), timeout=120)
+    assert result.returncode == code, result.stderr
+    if code == 0:
+        assert json.loads(result.stdout)["lengths"] == expected
+    else:
+        assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--env", "no_such_module_for_spintui:Drift-v0"], "cannot import module 'no_such_module_for_spintui'"),
     (["--env", "envs_for_tests:Nope-v0"], "unknown environment 'Nope-v0' (module 'envs_for_tests' does not "

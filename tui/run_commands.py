@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from spintui.errors import CommandFailed, RunError, UsageError
 from spintui.options import SEED, Range, build, option
@@ -34,6 +34,9 @@ class EvalOptions:
     video: Path | None = option(None, "Record an MP4 of each episode into DIR (no display needed; the video "
                                 "extra).", metavar="DIR")
     seed: int = option(10_000, "Seed of the evaluation episodes.", range=SEED)
+    env_kwargs: dict[str, Any] = option({}, "Environment keyword arguments over the run's own, e.g. g=12.0 "
+                                        "(values are numbers, true/false or text).", metavar="KEY=VALUE,...",
+                                        default_text="the run's")
     device: Literal["auto", "cpu", "cuda"] = option("cpu", "Where the policy runs.")
     json: bool = option(False, "Print JSON.")
     runs_dir: Path | None = runs_dir_option()
@@ -136,7 +139,7 @@ def evaluate(given: dict) -> None:
 
     try:
         result = play(run_dir, episodes=opts.episodes, render=opts.render, seed=opts.seed, device=opts.device,
-                      video=opts.video)
+                      video=opts.video, env_kwargs=opts.env_kwargs)
     except CommandFailed:
         raise
     except ValueError as exc:
