@@ -8,7 +8,8 @@ TOML key (dashes or underscores) and its check; `run.json` stores the resolved v
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from spintui.errors import ConfigError
 from spintui.options import (AT_LEAST_1, LEARNING_RATE, NON_NEGATIVE, POSITIVE, SEED, UNIT, Range, build,
@@ -22,13 +23,19 @@ UpdatePath = Literal["auto", "native", "torch"]
 class RunConfig:
     """What every algorithm shares: the environment, seeding and hardware."""
 
-    env: str = option("", "Gymnasium environment id, e.g. Pendulum-v1 or CartPole-v1.")
+    env: str = option("", "Gymnasium environment id, e.g. Pendulum-v1 or CartPole-v1; "
+                      "package.module:EnvName-v0 imports the module (which registers the id) first.")
+    env_kwargs: dict[str, Any] = option({}, "Keyword arguments of the environment, e.g. g=9.81 (values are "
+                                        "numbers, true/false or text; a [env_kwargs] table in TOML).",
+                                        metavar="KEY=VALUE,...", default_text="none")
     seed: int = option(0, "Random seed for torch, numpy, the environment and its action space.", range=SEED)
     steps: int | None = option(None, "Total environment steps; overrides epochs x steps_per_epoch.",
                                range=AT_LEAST_1, default_text="epochs x steps_per_epoch")
     device: Device = option("auto", "Where networks run: auto (cuda if available), cpu or cuda.")
     threads: int | None = option(None, "torch CPU threads.", range=Range(1, 1024),
                                  default_text="1 for ddpg/td3/sac, torch's choice otherwise")
+    tensorboard: Path | None = option(None, "Mirror the run into TensorBoard event files under DIR/RUN while "
+                                      "it trains (needs the tensorboard extra).", metavar="DIR", grid=False)
 
     def total_steps(self) -> int:
         return int(self.steps) if self.steps is not None else self.epochs * self.steps_per_epoch  # type: ignore[attr-defined]
@@ -36,6 +43,8 @@ class RunConfig:
     def check(self) -> None:
         if not self.env:
             raise ConfigError("--env is required (a Gymnasium environment id, e.g. Pendulum-v1)")
+        if self.tensorboard is not None:  # run.json records where, whatever directory a later command runs in
+            self.tensorboard = self.tensorboard.absolute()
 
 
 # --- off-policy ------------------------------------------------------------------------------------

@@ -2,12 +2,18 @@
 
 Generic over algorithms: each algorithm's module (algos/registry.py) exposes
 ``load_policy(checkpoint, env, device) -> (obs -> action)``; this module loads the run's latest
-checkpoint (weights only), builds its environment and plays whole episodes with that policy.
+checkpoint (weights only), builds its environment (with the run's env_kwargs, and any given for this
+evaluation on top) and plays whole
+episodes with that policy. With `video`, gymnasium's RecordVideo writes an MP4 per episode (the
+environment renders rgb_array frames, so no display is needed; moviepy, the `video` extra, encodes
+them); rendering changes no observation, action or reward, so the returns are those of a run
+without video.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from spintui.errors import CommandFailed
@@ -18,8 +24,31 @@ class EvalError(CommandFailed):
     """A run that cannot be evaluated (no checkpoint, unknown algorithm): one line for the user."""
 
 
+def make_eval_env(env_id: str, env_kwargs: dict, render: bool, video: Path | None, name: str):
+    """The run's environment: plain, rendering to a window, or recording every episode to `video`."""
+    from spintui.algos.envs import make_env
+
+    if video is None:
+        return make_env(env_id, env_kwargs, render_mode="human") if render else make_env(env_id, env_kwargs)
+    import warnings
+
+    import gymnasium as gym
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off screen, without a complaint
+    env = make_env(env_id, env_kwargs, render_mode="rgb_array")
+    try:
+        with warnings.catch_warnings():  # a second recording replaces the first one's files: expected
+            warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+            return gym.wrappers.RecordVideo(env, str(video), episode_trigger=lambda episode: True,
+                                            name_prefix=name, disable_logger=True)
+    except gym.error.DependencyNotInstalled:
+        env.close()
+        raise EvalError("--video needs moviepy: pip install 'spintui[video]'") from None
+
+
 def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed: int = 10_000,
-             device: str = "cpu") -> dict:
+             device: str = "cpu", video: Path | str | None = None, env_kwargs: dict | None = None) -> dict:
     """Play `episodes` episodes with the run's deterministic policy; returns returns, lengths, mean, std."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -39,11 +68,12 @@ def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed
     module = ALGORITHMS[algo].load()
 
     from spintui.algos.core import load_checkpoint, resolve_device
-    from spintui.algos.envs import make_env
 
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(checkpoint_path, map_location=torch_device)
-    env = make_env(env_id, render_mode="human") if render else make_env(env_id)
+    video = None if video is None else Path(video)
+    env_kwargs = {**(manifest.get("config", {}).get("env_kwargs") or {}), **(env_kwargs or {})}
+    env = make_eval_env(env_id, env_kwargs, render, video, run_dir.name)
     max_ep_len = int(checkpoint.get("config", {}).get("max_ep_len") or 0)
     try:
         policy = module.load_policy(checkpoint, env, torch_device)
@@ -69,6 +99,7 @@ def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed
         "path": str(run_dir),
         "algo": algo,
         "env": env_id,
+        "env_kwargs": env_kwargs,
         "checkpoint_step": int(checkpoint.get("step", 0)),
         "episodes": episodes,
         "seed": seed,
@@ -77,4 +108,5 @@ def evaluate(run_dir: Path | str, episodes: int = 10, render: bool = False, seed
         "lengths": lengths,
         "mean_return": mean,
         "std_return": std,
+        "videos": sorted(str(p) for p in video.glob("*.mp4")) if video is not None else [],
     }

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 
 from spintui.errors import ConfigError
-from spintui.options import coerce, field_type, format_default, split_type
+from spintui.options import coerce, field_type, format_default, split_type, varies_in_grid
 
 MAX_RUNS = 1000
 
@@ -33,6 +33,10 @@ def is_list_valued(cfg_cls: type, name: str) -> bool:
 def split_values(cfg_cls: type, name: str, raw) -> list:
     """The values one option was given: a TOML list, or text split on ',' (';' for list-valued options)."""
     flag = "--" + name.replace("_", "-")
+    if not varies_in_grid(cfg_cls, name):
+        if isinstance(raw, list):
+            raise ConfigError(f"{flag} takes one value; it cannot vary in a grid")
+        return [coerce(cfg_cls, name, raw)]
     if isinstance(raw, list) and not is_list_valued(cfg_cls, name):
         items = raw
     elif isinstance(raw, list) and raw and all(isinstance(v, list) for v in raw):

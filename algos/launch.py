@@ -34,6 +34,7 @@ from spintui.profiles.processes import (
     restore_handlers,
 )
 from spintui.profiles.run_writer import RunWriter
+from spintui.profiles.spinningup import write_config_json
 from spintui.profiles.store import read_manifest, request_stop
 
 
@@ -93,13 +94,33 @@ def train_run(run_dir: Path | str) -> str:
         cfg = config_from_manifest(manifest)
         module = algorithm(manifest["algo"]).load()
         writer = RunWriter(run_dir) if rank == 0 else RankWriter()
-        return _train(module, cfg, writer)
+        mirror = start_side_outputs(run_dir, manifest, cfg) if rank == 0 else None
+        try:
+            return _train(module, cfg, writer)
+        finally:
+            if mirror is not None:
+                mirror.close()  # after the writer's last flush: every record reaches the event file
     finally:
         if world > 1:
             import torch.distributed as dist
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def start_side_outputs(run_dir: Path | str, manifest: dict, cfg):
+    """Spinning Up's config.json, and the TensorBoard mirror (returned) when the config asks for it."""
+    write_config_json(run_dir, manifest)
+    if cfg.tensorboard is None:
+        return None
+    from spintui.profiles.run_export import TensorBoardMirror
+    from spintui.profiles.sources import run_label
+
+    try:
+        return TensorBoardMirror(run_dir, Path(cfg.tensorboard) / run_label(Path(run_dir), manifest))
+    except OSError as exc:  # the mirror is a copy: training goes on without it
+        print(f"spintui: no TensorBoard mirror: {exc}", file=sys.stderr)
+        return None
 
 
 def _train(module, cfg, writer) -> str:

@@ -307,8 +307,8 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
     # two threads beside a test run), so one thread unless --threads says otherwise.
     set_threads(cfg.threads if cfg.threads is not None else 1)
     set_seed(cfg.seed)
-    env = make_box_env(algo, cfg.env)
-    test_env = make_box_env(algo, cfg.env)
+    env = make_box_env(algo, cfg.env, env_kwargs=cfg.env_kwargs)
+    test_env = make_box_env(algo, cfg.env, env_kwargs=cfg.env_kwargs)
     obs, _ = seed_env(env, cfg.seed)
     seed_env(test_env, cfg.seed + 1)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]

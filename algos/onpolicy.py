@@ -101,7 +101,8 @@ class Session:
         self.epoch_steps = steps_per_env * num_envs * self.world  # over all processes
         self.epochs = max(1, -(-total // self.epoch_steps))
         self.total_steps = self.epochs * self.epoch_steps
-        self.rollout = Rollout(cfg.env, num_envs, steps_per_env, cfg.max_ep_len, self.seed, self.device)
+        self.rollout = Rollout(cfg.env, num_envs, steps_per_env, cfg.max_ep_len, self.seed, self.device,
+                               env_kwargs=cfg.env_kwargs)
         self.ac = build_actor_critic(self.rollout.envs, cfg.hidden_sizes, self.device)
         sync_params(self.ac)
         self.stats, self.timer = EpochStats(), PhaseTimer()

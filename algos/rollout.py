@@ -45,10 +45,11 @@ def gae_advantages(rew: np.ndarray, val: np.ndarray, ended: np.ndarray, end_val:
     return adv, ret
 
 
-def make_vector_env(env_id: str, num_envs: int, max_ep_len: int) -> gym.vector.SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int, max_ep_len: int,
+                    env_kwargs: dict | None = None) -> gym.vector.SyncVectorEnv:
     def make_one():
         # An extra TimeLimit: episodes end at min(the env's own limit, max_ep_len), as truncations.
-        return gym.wrappers.TimeLimit(make_env(env_id), max_episode_steps=max_ep_len)
+        return gym.wrappers.TimeLimit(make_env(env_id, env_kwargs), max_episode_steps=max_ep_len)
 
     return gym.vector.SyncVectorEnv([make_one for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, copy=False)
@@ -57,8 +58,9 @@ def make_vector_env(env_id: str, num_envs: int, max_ep_len: int) -> gym.vector.S
 class Rollout:
     """Runs `num_envs` environments and keeps one epoch of experience ([steps, envs] arrays)."""
 
-    def __init__(self, env_id: str, num_envs: int, steps_per_env: int, max_ep_len: int, seed: int, device):
-        self.envs = make_vector_env(env_id, num_envs, max_ep_len)
+    def __init__(self, env_id: str, num_envs: int, steps_per_env: int, max_ep_len: int, seed: int, device,
+                 env_kwargs: dict | None = None):
+        self.envs = make_vector_env(env_id, num_envs, max_ep_len, env_kwargs)
         self.obs, _ = self.envs.reset(seed=seed)  # env i gets seed + i
         self.envs.action_space.seed(seed)
         self.envs.observation_space.seed(seed)

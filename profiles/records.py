@@ -45,6 +45,16 @@ def clean(value: Any) -> Any:
     return value
 
 
+def clean_number(value: Any) -> Any:
+    """A statistic as the logs keep it: integers (numpy's too) stay integers, other numbers become
+    floats (NaN and inf: None), anything else is left as it is."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy and torch scalars
+    if isinstance(value, float):
+        return clean(value)
+    return value
+
+
 def dumps(record: dict) -> str:
     return json.dumps(record, separators=(",", ":"), default=json_default, allow_nan=False)
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from spintui.profiles.provenance import host_name, versions
-from spintui.profiles.records import SCALAR_MAGIC, SCALAR_SIZE, clean, dumps, iter_jsonl, json_default, pack_scalar
+from spintui.profiles.records import (SCALAR_MAGIC, SCALAR_SIZE, clean, clean_number, dumps, iter_jsonl, json_default,
+                                      pack_scalar)
+from spintui.profiles.spinningup import ProgressTable
 from spintui.profiles.store import STATUSES, RunPaths, process_start_time, read_manifest, write_json_atomic
 
 HEARTBEAT_INTERVAL_S = 2.0
@@ -44,7 +46,7 @@ class RunWriter:
         self._lines: list[str] = []
         self._scalars = bytearray()
         self._keys: dict[str, int] = {}
-        self._progress_columns: list[str] | None = None
+        self._progress = ProgressTable(self.paths.progress)
         self._metrics_fd = self._open_append(self.paths.metrics, None)
         self._scalars_fd = self._open_append(self.paths.scalars, SCALAR_SIZE)
         self._load_existing_keys()
@@ -109,21 +111,10 @@ class RunWriter:
 
     def epoch(self, epoch: int, step: int, stats: dict[str, float]) -> None:
         """An epoch summary with Spinning Up's column names; also appended to progress.txt."""
-        stats = {k: clean(float(v)) if isinstance(v, (int, float)) or hasattr(v, "item") else v
-                 for k, v in stats.items()}
+        stats = {k: clean_number(v) for k, v in stats.items()}
         self.log("epoch", epoch=int(epoch), step=int(step), stats=stats)
-        row = {"Epoch": epoch, **stats}
         with self._lock:
-            path = self.paths.progress
-            if self._progress_columns is None:
-                self._progress_columns = list(row)
-                if not path.exists() or path.stat().st_size == 0:
-                    with open(path, "a") as f:
-                        f.write("\t".join(self._progress_columns) + "\n")
-            cells = ["" if row.get(c) is None else (f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]))
-                     for c in self._progress_columns]
-            with open(path, "a") as f:
-                f.write("\t".join(cells) + "\n")
+            self._progress.append({"Epoch": int(epoch), **stats})
 
     def event(self, message: str, **extra: Any) -> None:
         self.log("event", message=message, **extra)

@@ -9,6 +9,7 @@ A run is a directory (every path in it comes from `RunPaths`)::
                         kernel timings, and the names of scalar series
         scalars.bin     append-only fixed-size binary records (key, check, time, step, value)
         progress.txt    Spinning Up compatible tab-separated epoch table (for existing plot tools)
+        config.json     Spinning Up's exp_name and the config (profiles/spinningup.py)
         output.log      stdout and stderr of a producer the CLI started
         checkpoints/    written by trainers (latest.pt)
         control/        requests from viewers to the producer (a `stop` file asks for a clean stop)
@@ -71,6 +72,7 @@ MANIFEST = "run.json"
 METRICS = "metrics.jsonl"
 SCALARS = "scalars.bin"
 PROGRESS = "progress.txt"
+SPINUP_CONFIG = "config.json"
 OUTPUT_LOG = "output.log"
 CONTROL = "control"
 STOP_REQUEST = "stop"
@@ -97,6 +99,7 @@ class RunPaths:
     metrics = property(lambda self: self.root / METRICS)
     scalars = property(lambda self: self.root / SCALARS)
     progress = property(lambda self: self.root / PROGRESS)
+    config_json = property(lambda self: self.root / SPINUP_CONFIG)
     output_log = property(lambda self: self.root / OUTPUT_LOG)
     checkpoints = property(lambda self: self.root / CHECKPOINTS)
     latest_checkpoint = property(lambda self: self.root / CHECKPOINTS / LATEST_CHECKPOINT)

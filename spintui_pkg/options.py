@@ -7,6 +7,8 @@ TOML files, validation and what a run records in `run.json`. Field types say wha
     Literal["a", "b"]                  one of the listed words; `--help` lists them
     float | Literal["auto"]            a number or one of the words
     tuple[int, ...]                    comma-separated integers, e.g. 256,256
+    dict[str, Any]                     key=value pairs, e.g. g=9.81,render_mode=rgb_array (TOML: a table);
+                                       values become int, float, bool or str (quote to keep text)
     list[str]                          several words (positional arguments)
     X | None                           also "none" / empty: not set
 
@@ -24,6 +26,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -33,7 +36,7 @@ from typing import Any, Callable, Literal, Mapping
 from spintui.errors import ConfigError
 
 __all__ = ["Range", "option", "build", "coerce", "accepted", "flag_name", "option_fields", "split_type",
-           "field_type", "format_default", "to_dict", "POSITIVE", "NON_NEGATIVE", "AT_LEAST_1", "UNIT", "LEARNING_RATE", "SEED"]
+           "field_type", "format_default", "to_dict", "parse_mapping", "format_mapping", "varies_in_grid", "POSITIVE", "NON_NEGATIVE", "AT_LEAST_1", "UNIT", "LEARNING_RATE", "SEED"]
 
 
 @dataclass(frozen=True)
@@ -77,17 +80,18 @@ SEED = Range(0, 2**32 - 1)  # numpy's seeds
 def option(default: Any = dataclasses.MISSING, help: str = "", *, range: Range | None = None,
            flag: str | None = None, argument: bool = False, envvar: str | None = None,
            metavar: str | None = None, default_text: str | None = None,
-           parse: Callable[[str], Any] | None = None, cli: bool = True) -> Any:
+           parse: Callable[[str], Any] | None = None, cli: bool = True, grid: bool = True) -> Any:
     """A field of an options dataclass.
 
     `range` bounds numbers (each item of a tuple); `flag` overrides the option's name on the
-    command line (default: --field-name); `argument` makes it positional; `default_text` is shown
+    command line (default: --field-name; "--output -o" gives it a short name too); `argument` makes it positional; `default_text` is shown
     instead of the default in help; `parse` turns command-line text into the value (and raises
     ConfigError itself) for types this module does not know; `cli=False` keeps a field off the
-    command line.
+    command line; `grid=False` keeps a field to one value in a grid of runs (commas in its text
+    are part of the value).
     """
     meta = {"help": help, "range": range, "flag": flag, "argument": argument, "envvar": envvar,
-            "metavar": metavar, "default_text": default_text, "parse": parse, "cli": cli}
+            "metavar": metavar, "default_text": default_text, "parse": parse, "cli": cli, "grid": grid}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=functools.partial(type(default), default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -111,7 +115,8 @@ def field_type(cls: type, name: str) -> Any:
 
 
 def flag_name(f: dataclasses.Field) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    """The option's name on the command line (the first of a `flag` such as "--output -o")."""
+    return (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).split()[0]
 
 
 def split_type(tp: Any) -> tuple[Any, bool, tuple[str, ...]]:
@@ -155,6 +160,8 @@ def accepted(cls: type, f: dataclasses.Field) -> str:
     if base is not None:
         if typing.get_origin(base) is tuple:
             parts.append(f"comma-separated integers{bound}, e.g. 256,256")
+        elif typing.get_origin(base) is dict:
+            parts.append("key=value pairs separated by commas (a table in TOML)")
         elif typing.get_origin(base) is list:
             parts.append("one or more words")
         else:
@@ -199,7 +206,71 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+_PAIR = re.compile(r"""\s*([A-Za-z_][\w.-]*)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^,]*?)\s*(?:,|$)""")
+MAPPING_VALUES = (bool, int, float, str)
+
+
+def parse_mapping(text: str) -> dict[str, Any]:
+    """`key=value,...` as a dict: each value an int, float, bool (true/false) or, failing those, text;
+    a quoted value ("a,b" or '1') stays text. Raises ValueError on anything else."""
+    out: dict[str, Any] = {}
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        match = _PAIR.match(text, pos)
+        if match is None or match.end() == pos:
+            raise ValueError(text)
+        key, raw = match.group(1), match.group(2)
+        if raw[:1] in "\"'" and len(raw) >= 2 and raw[-1] == raw[0]:
+            value: Any = raw[1:-1].replace('\\"', '"') if raw[0] == '"' else raw[1:-1]
+        elif raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            value = _number_or_text(raw)
+        if key in out or value == "":
+            raise ValueError(text)
+        out[key] = value
+        pos = match.end()
+    return out
+
+
+def _number_or_text(raw: str) -> Any:
+    for kind in (int, float):
+        try:
+            number = kind(raw)
+        except ValueError:
+            continue
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(raw)
+        return number
+    return raw
+
+
+def format_mapping(value: Mapping[str, Any]) -> str:
+    """A mapping as `key=value,...`, the way `parse_mapping` reads it back."""
+    return ",".join(f"{k}={_show_mapping_value(v)}" for k, v in value.items())
+
+
+def _show_mapping_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if not isinstance(v, str):
+        return repr(v)
+    try:
+        plain = bool(v) and v == v.strip() and not any(c in v for c in ",\"'") \
+            and v.lower() not in ("true", "false") and _number_or_text(v) == v
+    except ValueError:  # inf, nan
+        plain = False
+    return v if plain else '"' + v.replace('"', '\\"') + '"'
+
+
 def _convert(tp: Any, value: Any) -> Any:
+    if typing.get_origin(tp) is dict:
+        mapping = parse_mapping(value) if isinstance(value, str) else value
+        if not isinstance(mapping, Mapping) or not all(
+                isinstance(k, str) and k and isinstance(v, MAPPING_VALUES)
+                and not (isinstance(v, float) and not math.isfinite(v)) for k, v in mapping.items()):
+            raise ValueError(value)
+        return dict(mapping)
     if typing.get_origin(tp) is tuple:
         items = value.replace(" ", "").split(",") if isinstance(value, str) else list(value)
         out = tuple(_convert(int, v) for v in items)
@@ -271,6 +342,13 @@ def build(cls: type, values: Mapping[str, Any], *, what: str | None = None) -> A
     return obj
 
 
+def varies_in_grid(cls: type, name: str) -> bool:
+    """Whether a field may take several values in a grid (not `grid=False` fields, not mappings)."""
+    f = {f.name: f for f in option_fields(cls)}[name]
+    base = split_type(field_type(cls, name))[0]
+    return f.metadata.get("grid", True) and typing.get_origin(base) is not dict
+
+
 def to_dict(obj: Any) -> dict:
     """JSON-ready values of an options instance (tuples become lists, paths text)."""
     out = {}
@@ -280,6 +358,8 @@ def to_dict(obj: Any) -> dict:
             value = [list(v) if isinstance(v, tuple) else v for v in value]
         elif isinstance(value, Path):
             value = str(value)
+        elif isinstance(value, dict):
+            value = dict(value)
         out[f.name] = value
     return out
 
@@ -290,6 +370,8 @@ def format_default(value: Any) -> str:
         return ",".join(str(v) for v in value)
     if isinstance(value, list):
         return " ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return format_mapping(value)
     if isinstance(value, float):
         return _num(value) if abs(value) >= 1e-3 or value == 0 else f"{value:g}"
     return str(value)

@@ -157,3 +157,32 @@ def spintui_here(capsys):
         return CLIResult(code, out, err)
 
     return run
+
+# --------------------------------------------------------------------------------------------------
+# A run trained by the CLI on a custom environment (tests/envs_for_tests.py), mirrored to TensorBoard
+
+TESTS_DIR = Path(__file__).resolve().parent
+DRIFT_LENGTH = 7
+
+
+def spintui_env() -> dict:
+    """The environment for a `spintui` subprocess that can import tests/envs_for_tests.py."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "NO_COLOR": "1", "COLUMNS": "160",
+            "PYTHONPATH": f"{TESTS_DIR}{os.pathsep}{path}" if path else str(TESTS_DIR)}
+
+
+@pytest.fixture(scope="session")
+def drift_run(tmp_path_factory):
+    """(runs_dir, run_dir, tensorboard_dir) of a short SAC run on envs_for_tests:Drift-v0 with
+    --env-kwargs length=7 and --tensorboard, trained headless through the CLI."""
+    root = tmp_path_factory.mktemp("drift")
+    runs_dir, tb_dir = root / "runs", root / "tb"
+    result = subprocess.run(
+        [sys.executable, "-m", "spintui", "train", "sac", "--env", "envs_for_tests:Drift-v0",
+         "--env-kwargs", f"length={DRIFT_LENGTH}", "--steps", "140", "--steps-per-epoch", "70",
+         "--start-steps", "35", "--update-after", "35", "--num-test-episodes", "2", "--name", "drift",
+         "--runs-dir", str(runs_dir), "--tensorboard", str(tb_dir), "--headless"],
+        capture_output=True, text=True, env=spintui_env(), timeout=300)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return runs_dir, runs_dir / "drift", tb_dir

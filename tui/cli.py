@@ -52,9 +52,9 @@ def _root(
 # --------------------------------------------------------------------------------------------------
 # commands: each module declares its options as a dataclass (spintui.options)
 
-from spintui.tui import profile_command, run_commands, train_command  # noqa: E402
+from spintui.tui import export_command, plot_command, profile_command, run_commands, train_command  # noqa: E402
 
-for _name, _command in run_commands.COMMANDS.items():
+for _name, _command in {**run_commands.COMMANDS, **export_command.COMMANDS, **plot_command.COMMANDS}.items():
     app.command(_name)(_command)
 for _name, _command in train_command.train_commands().items():
     train_app.command(_name)(_command)

@@ -66,7 +66,8 @@ def _parameter(cls: type, f: dataclasses.Field) -> inspect.Parameter:
         param = typer.Option(typed_default, flag_name(f), help=help_text, show_default=shown)
     else:
         annotation = Optional[str]
-        param = typer.Option(typed_default, flag_name(f), metavar=_metavar(cls, f), help=help_text,
+        flags = (f.metadata.get("flag") or flag_name(f)).split()
+        param = typer.Option(typed_default, *flags, metavar=_metavar(cls, f), help=help_text,
                              show_default=shown, envvar=f.metadata.get("envvar"))
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=param, annotation=annotation)
 

@@ -38,6 +38,8 @@ def _table(*classes: type) -> list[str]:
 
 def options_markdown() -> str:
     from spintui.algos.registry import ALGORITHMS
+    from spintui.tui.export_command import ExportOptions
+    from spintui.tui.plot_command import PlotOptions
     from spintui.tui.profile_command import BlocksparseOptions
     from spintui.tui.run_commands import EvalOptions, RunsOptions, WatchOptions
     from spintui.tui.train_command import TrainOptions
@@ -49,7 +51,8 @@ def options_markdown() -> str:
     for spec in ALGORITHMS.values():
         lines += [f"## spintui train {spec.name}", "", spec.summary, "", *_table(spec.config, TrainOptions), ""]
     for title, classes in (("spintui eval", (EvalOptions,)), ("spintui watch", (WatchOptions,)),
-                           ("spintui runs", (RunsOptions,)), ("spintui profile blocksparse", (BlocksparseOptions,))):
+                           ("spintui runs", (RunsOptions,)), ("spintui export", (ExportOptions,)),
+                           ("spintui plot", (PlotOptions,)), ("spintui profile blocksparse", (BlocksparseOptions,))):
         lines += [f"## {title}", "", *_table(*classes), ""]
     return "\n".join(lines).rstrip() + "\n"
 

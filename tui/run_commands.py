@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from spintui.errors import CommandFailed, RunError, UsageError
 from spintui.options import SEED, Range, build, option
@@ -30,8 +30,13 @@ class WatchOptions:
 class EvalOptions:
     run: str = option("latest", "Run path, name or 'latest'.", argument=True, metavar="RUN")
     episodes: int = option(10, "Episodes to run.", range=Range(1, 100_000))
-    render: bool = option(False, "Render to a window (human mode).")
+    render: bool = option(False, "Render to a window (human mode; needs a display).")
+    video: Path | None = option(None, "Record an MP4 of each episode into DIR (no display needed; the video "
+                                "extra).", metavar="DIR")
     seed: int = option(10_000, "Seed of the evaluation episodes.", range=SEED)
+    env_kwargs: dict[str, Any] = option({}, "Environment keyword arguments over the run's own, e.g. g=12.0 "
+                                        "(values are numbers, true/false or text).", metavar="KEY=VALUE,...",
+                                        default_text="the run's")
     device: Literal["auto", "cpu", "cuda"] = option("cpu", "Where the policy runs.")
     json: bool = option(False, "Print JSON.")
     runs_dir: Path | None = runs_dir_option()
@@ -128,11 +133,13 @@ def evaluate(given: dict) -> None:
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    check_eval_output(opts)
     run_dir = resolve_run(opts.run, runs_dir_or_default(opts.runs_dir), kind="train")
     from spintui.algos.evaluate import evaluate as play
 
     try:
-        result = play(run_dir, episodes=opts.episodes, render=opts.render, seed=opts.seed, device=opts.device)
+        result = play(run_dir, episodes=opts.episodes, render=opts.render, seed=opts.seed, device=opts.device,
+                      video=opts.video, env_kwargs=opts.env_kwargs)
     except CommandFailed:
         raise
     except ValueError as exc:
@@ -142,6 +149,26 @@ def evaluate(given: dict) -> None:
         return
     print(f"{result['run']}: {result['algo']} on {result['env']} (checkpoint at step {result['checkpoint_step']:,}): "
           f"return {result['mean_return']:.1f} \u00b1 {result['std_return']:.1f} over {opts.episodes} episodes")
+    if opts.video is not None:
+        print(f"{len(result['videos'])} videos in {opts.video}")
+
+
+def check_eval_output(opts: EvalOptions) -> None:
+    """--render needs a display; --video needs moviepy and a directory (not a file)."""
+    import os
+
+    if opts.render and opts.video is not None:
+        raise UsageError("--render shows a window and --video records files: give one of them")
+    if opts.render and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError("--render needs a display and there is none ($DISPLAY and $WAYLAND_DISPLAY are unset); "
+                         "record MP4s instead with --video DIR")
+    if opts.video is not None:
+        if opts.video.exists() and not opts.video.is_dir():
+            raise UsageError(f"--video {opts.video} is a file, not a directory")
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            raise UsageError("--video needs moviepy: pip install 'spintui[video]'") from None
 
 
 COMMANDS = {

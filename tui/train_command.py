@@ -123,7 +123,11 @@ def check_runtime(spec: Algorithm, cfg) -> None:
     compiled update can run."""
     from spintui.algos.envs import check_env
 
-    check_env(spec.name, cfg.env)
+    check_env(spec.name, cfg.env, cfg.env_kwargs)
+    if cfg.tensorboard is not None:
+        from spintui.profiles.tensorboard_events import require_tensorboard
+
+        require_tensorboard("--tensorboard", cfg.tensorboard)
     if cfg.device == "cuda":
         import torch
 
