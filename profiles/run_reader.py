@@ -2,6 +2,12 @@
 
 `RunReader.poll()` returns only what is new since the previous poll: complete JSON records, new
 points of each scalar series, and the manifest when it changed.
+
+A resumed run (``spintui train --resume``) continues from a checkpoint at step S: its new trainer
+appends a ``resume`` record, and what the previous trainer logged past S is superseded. The reader
+drops those records (a step above S, before the resume record) and scalar points (a step above S,
+written before the resume record's time); `Update.resumes` tells a viewer holding earlier polls'
+data to drop its own points past S.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class Update:
     records: list[dict] = field(default_factory=list)
     scalars: dict[str, ScalarSeries] = field(default_factory=dict)  # only the new points per name
     manifest: dict | None = None  # set when run.json changed
+    resumes: list[dict] = field(default_factory=list)  # resume records: drop what was polled past their step
 
     def __bool__(self) -> bool:
         return bool(self.records or self.scalars or self.manifest is not None)
@@ -57,6 +64,7 @@ class RunReader:
         self._manifest_stamp: tuple | None = None
         self.manifest: dict = {}
         self.key_names: dict[int, str] = {}
+        self.resumes: list[tuple[int, float]] = []  # (step, time) of every resume record so far
 
     def _read_from(self, path: Path, offset: int) -> bytes:
         try:
@@ -95,6 +103,12 @@ class RunReader:
                     self.key_names[int(rec["id"])] = str(rec["name"])
                 except (KeyError, ValueError, TypeError):
                     pass
+            elif rec.get("kind") == "resume" and _is_step(rec.get("step")) and _is_step(rec.get("time")):
+                step = rec["step"]
+                self.resumes.append((step, float(rec["time"])))
+                update.records = [r for r in update.records if not (_is_step(r.get("step")) and r["step"] > step)]
+                update.records.append(rec)
+                update.resumes.append(rec)
             else:
                 update.records.append(rec)
 
@@ -102,7 +116,9 @@ class RunReader:
             arr = np.frombuffer(blob, dtype=scalar_dtype())
             keys = arr["key"]
             valid = (keys ^ arr["check"]) == SCALAR_MAGIC
-            if not valid.all():  # zero-filled or damaged records
+            for step, when in self.resumes:  # points the previous trainer wrote past the checkpoint
+                valid &= (arr["step"] <= step) | (arr["time"] >= when)
+            if not valid.all():  # zero-filled, damaged or superseded records
                 arr = arr[valid]
                 keys = arr["key"]
             if len(arr):
@@ -122,3 +138,7 @@ class RunReader:
                     step, when, value = (np.array(columns[f][index]) for f in ("step", "time", "value"))
                     update.scalars[name] = ScalarSeries(name, step, when, value)
         return update
+
+
+def _is_step(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -119,6 +119,22 @@ class RunWriter:
     def event(self, message: str, **extra: Any) -> None:
         self.log("event", message=message, **extra)
 
+    def resume(self, step: int, epoch: int) -> None:
+        """Continue the run from a checkpoint at `step` (after `epoch` whole epochs).
+
+        Appends a ``resume`` record: readers drop what the previous trainer logged past `step`
+        (records before this one with a larger step, scalar points with a larger step written
+        before its time). progress.txt is replaced, atomically, by its rows up to `epoch`, so each
+        epoch appears once after the resumed trainer logs it again.
+        """
+        self.log("resume", step=int(step), epoch=int(epoch))
+        self.flush()
+        with self._lock:
+            self._progress.keep_epochs(int(epoch))
+            self.manifest["error"] = None  # a failure of the previous trainer is no longer the outcome
+            self.manifest.setdefault("progress", {}).update(step=int(step), epoch=int(epoch))
+            self._manifest_dirty = True
+
     def set_progress(self, **progress: Any) -> None:
         """Small summary kept in the manifest for listings: step, total_steps, last_return, ..."""
         with self._lock:
@@ -202,3 +218,4 @@ class RunWriter:
             self.close("stopped")
         else:
             self.close("failed", error=f"{exc_type.__name__}: {exc}")
+

@@ -79,7 +79,26 @@ class ProgressTable:
             lines = []
         self.columns = self.columns + new
         pad = "\t" * len(new)
-        body = "\t".join(self.columns) + "\n" + "".join(f"{ln}{pad}\n" for ln in lines if ln.strip())
+        self._replace("\t".join(self.columns) + "\n" + "".join(f"{ln}{pad}\n" for ln in lines if ln.strip()))
+
+    def keep_epochs(self, last_epoch: int) -> None:
+        """Keep the header and the whole rows of epochs up to `last_epoch` (a resumed run logs the later
+        ones again); a torn last line or a row of another width is dropped. Replaces the file atomically."""
+        try:
+            lines = self.path.read_text().split("\n")[:-1]  # after the last newline: torn, or nothing
+        except (FileNotFoundError, UnicodeDecodeError):
+            return
+        if not lines or not lines[0].strip():
+            return
+        self.columns = lines[0].split("\t")
+        kept = [lines[0]]
+        for line in lines[1:]:
+            cells = line.split("\t")
+            if len(cells) == len(self.columns) and cells[0].isdigit() and int(cells[0]) <= last_epoch:
+                kept.append(line)
+        self._replace("".join(f"{ln}\n" for ln in kept))
+
+    def _replace(self, body: str) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(body)
         os.replace(tmp, self.path)

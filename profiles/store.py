@@ -352,6 +352,21 @@ def create_run(
     return candidate
 
 
+def reopen_run(run_dir: Path | str, status: str = "running") -> None:
+    """Hand a stopped, crashed or failed run to a new trainer (`spintui train --resume`): `running`
+    for one about to start (unclaimed, as create_run leaves a run), `queued` for a scheduler's."""
+    manifest = read_manifest(run_dir)
+    manifest.update(status=status, heartbeat=time.time(), end_time=None, pid_start_time=None,
+                    pid=os.getpid() if status == "running" else None, host=host_name())
+    write_json_atomic(RunPaths(run_dir).manifest, manifest)
+    clear_stop_request(run_dir)
+
+
+def clear_stop_request(run_dir: Path | str) -> None:
+    """Forget a stop request that the run's previous producer has answered."""
+    RunPaths(run_dir).stop_request.unlink(missing_ok=True)
+
+
 def request_stop(run_dir: Path | str) -> None:
     """Ask a run's producer for a clean stop; works from any host that sees the directory."""
     paths = RunPaths(run_dir)
