@@ -25,8 +25,9 @@ from torch import nn
 
 from spintui.algos import native
 from spintui.algos.config import SACConfig
-from spintui.algos.offpolicy import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
-                                     q_forward, run_off_policy, saved_policy, target_copy)
+from spintui.algos.offpolicy import run_off_policy
+from spintui.algos.offpolicy_nets import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
+                                          q_forward, saved_policy, target_copy)
 
 LOG_STD_MIN, LOG_STD_MAX = -20, 2
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

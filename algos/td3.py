@@ -26,8 +26,9 @@ from torch import nn
 
 from spintui.algos import native
 from spintui.algos.config import DDPGConfig, TD3Config
-from spintui.algos.offpolicy import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
-                                     q_forward, run_off_policy, saved_policy, target_copy)
+from spintui.algos.offpolicy import run_off_policy
+from spintui.algos.offpolicy_nets import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
+                                          q_forward, saved_policy, target_copy)
 
 
 class DeterministicActor(nn.Module):

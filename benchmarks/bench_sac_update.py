@@ -29,7 +29,7 @@ def make_agent(update: str = "torch"):
     import gymnasium as gym
 
     from spintui.algos.config import SACConfig
-    from spintui.algos.offpolicy import ReplayBuffer
+    from spintui.algos.replay import ReplayBuffer
     from spintui.algos.sac import SAC
 
     env = gym.make("Pendulum-v1")

@@ -20,7 +20,7 @@ import torch
 from spintui.algos import native
 from spintui.algos.config import make_config
 from spintui.algos.ddpg import DDPG
-from spintui.algos.offpolicy import ReplayBuffer
+from spintui.algos.replay import ReplayBuffer
 from spintui.algos.sac import SAC
 from spintui.algos.td3 import TD3
 

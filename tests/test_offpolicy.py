@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from spintui.algos import offpolicy
+from spintui.algos import offpolicy, offpolicy_nets
 from spintui.algos.config import config_to_dict, make_config
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.run_writer import RunWriter
@@ -184,7 +184,7 @@ def test_stacked_critics_match_separate_linear_networks():
     """QEnsemble member i computes what Spinning Up's MLPQFunction with the same weights computes,
     and its gradients (weights and action input) are the same too."""
     torch.manual_seed(0)
-    ensemble = offpolicy.QEnsemble(2, 3, 2, (32, 16))
+    ensemble = offpolicy_nets.QEnsemble(2, 3, 2, (32, 16))
     obs, act = torch.randn(10, 3), torch.randn(10, 2, requires_grad=True)
     q = ensemble(obs, act)
     assert q.shape == (2, 10)
@@ -209,7 +209,7 @@ def test_stacked_critics_match_separate_linear_networks():
 
 def test_mlp_matches_linear_layers():
     torch.manual_seed(0)
-    mlp = offpolicy.MLP([3, 32, 16, 2], output_activation=torch.tanh)
+    mlp = offpolicy_nets.MLP([3, 32, 16, 2], output_activation=torch.tanh)
     params = list(mlp.parameters())
     reference = _linear_stack(params[0::2], params[1::2], nn.Tanh())
     x = torch.randn(10, 3)
@@ -223,18 +223,18 @@ def test_mlp_matches_linear_layers():
 
 
 def test_minimize_is_an_adam_step():
-    """offpolicy.minimize gives the parameters and optimizer state of zero_grad/backward/step."""
+    """offpolicy_nets.minimize gives the parameters and optimizer state of zero_grad/backward/step."""
     torch.manual_seed(0)
-    nets = [offpolicy.QEnsemble(2, 3, 1, (16, 16)) for _ in range(2)]
+    nets = [offpolicy_nets.QEnsemble(2, 3, 1, (16, 16)) for _ in range(2)]
     nets[1].load_state_dict(nets[0].state_dict())
-    opts = [offpolicy.adam(net.parameters(), 1e-2) for net in nets]
+    opts = [offpolicy_nets.adam(net.parameters(), 1e-2) for net in nets]
     for _ in range(4):
         obs, act = torch.randn(8, 3), torch.randn(8, 1)
         loss = nets[0](obs, act).square().mean()
         opts[0].zero_grad()
         loss.backward()
         opts[0].step()
-        offpolicy.minimize(nets[1](obs, act).square().mean(), opts[1])
+        offpolicy_nets.minimize(nets[1](obs, act).square().mean(), opts[1])
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         assert torch.allclose(a, b, atol=1e-6) and b.grad is None
     assert opts[0].state_dict()["state"][0]["step"] == opts[1].state_dict()["state"][0]["step"] == 4
