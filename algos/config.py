@@ -17,6 +17,7 @@ from spintui.options import (AT_LEAST_1, LEARNING_RATE, NON_NEGATIVE, POSITIVE, 
 
 Device = Literal["auto", "cpu", "cuda"]
 UpdatePath = Literal["auto", "native", "torch"]
+SaveBuffer = Literal["auto", "always", "never"]
 
 
 @dataclass
@@ -72,6 +73,9 @@ class OffPolicyConfig(RunConfig):
     save_freq: int = option(1, "Checkpoint every N epochs (and always at the end).", range=AT_LEAST_1)
     update: UpdatePath = option("auto", "Gradient steps: native (compiled C on the CPU), torch (eager "
                                 "PyTorch), or auto (native where it can run, else torch).")
+    save_buffer: SaveBuffer = option("auto", "Save the replay buffer beside each checkpoint, so that --resume "
+                                     "continues with it: always, never, or auto (when it takes under 1 GiB "
+                                     "at capacity).")
 
 
 @dataclass

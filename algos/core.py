@@ -136,6 +136,8 @@ class PhaseTimer:
 # --------------------------------------------------------------------------------------------------
 # Checkpoints (weights only: loading a checkpoint can never run code)
 
+CHECKPOINT_FORMAT = 2  # 2 adds what resuming needs (algos/resume.py); format 1 had no "format" key
+
 
 def checkpoint_dir(run_dir: Path | str) -> Path:
     path = RunPaths(run_dir).checkpoints
@@ -143,11 +145,37 @@ def checkpoint_dir(run_dir: Path | str) -> Path:
     return path
 
 
+class PendingCheckpoint:
+    """Checkpoint files written under temporary names. `commit()` moves them into place, latest.pt
+    last, so latest.pt never names a file that is not there; then it removes the replay buffers
+    latest.pt no longer names and the temporary files of trainers that were killed."""
+
+    def __init__(self, directory: Path, moves: list[tuple[Path, Path]]):
+        self.directory, self.moves = directory, moves
+        self.path = moves[-1][1]
+
+    def commit(self) -> Path:
+        for tmp, final in self.moves:
+            os.replace(tmp, final)
+        keep = {final.name for _, final in self.moves}
+        for stale in self.directory.glob("replay-*.pt"):
+            if stale.name not in keep:
+                stale.unlink(missing_ok=True)
+        for stale in self.directory.glob(".*.tmp"):
+            if stale.name.split(".")[-2] != str(os.getpid()):
+                stale.unlink(missing_ok=True)
+        return self.path
+
+
 def save_checkpoint(run_dir: Path | str, *, algo: str, config: dict, step: int, epoch: int,
                     modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer] | None = None,
-                    extra: dict | None = None) -> Path:
-    """Write checkpoints/latest.pt atomically (temp file + rename); returns its path."""
+                    extra: dict | None = None, resume: dict | None = None, sidecars: dict[str, dict] | None = None,
+                    commit: bool = True) -> PendingCheckpoint:
+    """Write checkpoints/latest.pt (with `resume`'s fields, algos/resume.py) and `sidecars` (file name
+    -> state, e.g. the replay buffer) under temporary names; moved into place now, or by the returned
+    PendingCheckpoint's `commit()` when `commit` is false."""
     state = {
+        "format": CHECKPOINT_FORMAT,
         "algo": algo,
         "config": config,
         "step": int(step),
@@ -155,13 +183,19 @@ def save_checkpoint(run_dir: Path | str, *, algo: str, config: dict, step: int, 
         "modules": {name: m.state_dict() for name, m in modules.items()},
         "optimizers": {name: o.state_dict() for name, o in (optimizers or {}).items()},
         "extra": extra or {},
+        **(resume or {}),
     }
-    checkpoint_dir(run_dir)
-    final = RunPaths(run_dir).latest_checkpoint
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, final)
-    return final
+    directory = checkpoint_dir(run_dir)
+    moves = []
+    for name, obj in [*(sidecars or {}).items(), (RunPaths(run_dir).latest_checkpoint.name, state)]:
+        final = directory / name
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        torch.save(obj, tmp)
+        moves.append((tmp, final))
+    pending = PendingCheckpoint(directory, moves)
+    if commit:
+        pending.commit()
+    return pending
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:

@@ -16,6 +16,6 @@ class DDPG(TD3):
         super().__init__(cfg, obs_space, act_space, device, critics=1, smoothing=False, policy_delay=1)
 
 
-def train(cfg: DDPGConfig, run) -> dict:
-    """Train DDPG on cfg.env, logging into `run` (a profiles.store.RunWriter)."""
-    return run_off_policy(cfg, run, "ddpg", DDPG)
+def train(cfg: DDPGConfig, run, resume: dict | None = None) -> dict:
+    """Train DDPG on cfg.env, logging into `run` (a profiles.store.RunWriter), from `resume` (a checkpoint) if given."""
+    return run_off_policy(cfg, run, "ddpg", DDPG, resume)

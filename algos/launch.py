@@ -10,9 +10,14 @@ Data-parallel runs (on-policy ``--nproc N``): this process re-executes itself th
 elastic launcher, ``python -m torch.distributed.run --standalone --nproc-per-node N -m
 spintui.algos.launch RUN_DIR``, and waits for it. Each worker reads RANK/WORLD_SIZE from the
 launcher, joins the process group (gloo on CPU, NCCL for CUDA tensors) and gets the run's manifest
-from rank 0, so only rank 0 needs the run directory and only rank 0 writes it. For several machines,
-start the same module with torchrun's usual flags on every node (see README), or set
-SPINTUI_TORCHRUN_ARGS to the flags that replace ``--standalone`` here.
+(and checkpoint) from rank 0, so only rank 0 needs the run directory and only rank 0 writes it. For
+several machines, start the same module with torchrun's usual flags on every node (see README), or
+set SPINTUI_TORCHRUN_ARGS to the flags that replace ``--standalone`` here.
+
+A run directory that has a checkpoint is resumed from it (`spintui train --resume`, or an
+experiment's scheduler restarting an unfinished run): the writer appends a `resume` record that
+supersedes what the previous trainer logged past the checkpoint. A run that a trainer had started
+but never checkpointed starts over the same way, from step 0.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 from spintui.algos.config import config_from_manifest
 from spintui.algos.registry import algorithm
+from spintui.errors import RunError
 from spintui.profiles.processes import (
     TRAINER_MODULE,
     install_signal_handlers,
@@ -35,7 +41,7 @@ from spintui.profiles.processes import (
 )
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.spinningup import write_config_json
-from spintui.profiles.store import read_manifest, request_stop
+from spintui.profiles.store import RunPaths, clear_stop_request, read_manifest, request_stop
 
 
 class RankWriter:
@@ -75,28 +81,52 @@ def _join_process_group() -> tuple[int, int]:
     return rank, world
 
 
-def _shared_manifest(run_dir: Path | str, rank: int, world: int) -> dict:
-    """Rank 0 reads run.json and sends it to the others (their nodes need not see the directory)."""
+def _from_rank_0(read, rank: int, world: int):
+    """Rank 0 calls `read()` and sends the result to the others (their nodes need not see the run)."""
     if world == 1:
-        return read_manifest(run_dir)
+        return read()
     import torch.distributed as dist
 
-    box = [read_manifest(run_dir) if rank == 0 else None]
+    box = [read() if rank == 0 else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def _resume_point(run_dir: Path | str) -> dict:
+    """{"checkpoint": the run's latest (None: start from scratch)} or {"error": why it cannot be resumed}."""
+    from spintui.algos.resume import ResumeError, resume_checkpoint
+
+    try:
+        return {"checkpoint": resume_checkpoint(run_dir)}
+    except ResumeError as exc:
+        return {"error": str(exc)}
 
 
 def train_run(run_dir: Path | str) -> str:
     """Train the run in `run_dir` in this process; returns the final status."""
     rank, world = _join_process_group()
     try:
-        manifest = _shared_manifest(run_dir, rank, world)
+        manifest = _from_rank_0(lambda: read_manifest(run_dir), rank, world)
         cfg = config_from_manifest(manifest)
         module = algorithm(manifest["algo"]).load()
+        point = _from_rank_0(lambda: _resume_point(run_dir), rank, world)
+        checkpoint = point.get("checkpoint")
+        metrics = RunPaths(run_dir).metrics
+        started_before = rank == 0 and metrics.is_file() and metrics.stat().st_size > 0
+        if rank == 0 and (checkpoint is not None or started_before):
+            clear_stop_request(run_dir)  # answered by the trainer that stopped
         writer = RunWriter(run_dir) if rank == 0 else RankWriter()
+        if "error" in point:
+            writer.close("failed", error=point["error"])
+            raise RunError(point["error"])
+        if checkpoint is not None:
+            writer.resume(checkpoint["step"], checkpoint["epoch"])
+        elif started_before:
+            writer.resume(0, 0)  # a trainer started this run but saved no checkpoint: start over
+        # After the resume record: the mirror's reader never sees what the resume supersedes.
         mirror = start_side_outputs(run_dir, manifest, cfg) if rank == 0 else None
         try:
-            return _train(module, cfg, writer)
+            return _train(module, cfg, writer, checkpoint)
         finally:
             if mirror is not None:
                 mirror.close()  # after the writer's last flush: every record reaches the event file
@@ -123,10 +153,10 @@ def start_side_outputs(run_dir: Path | str, manifest: dict, cfg):
         return None
 
 
-def _train(module, cfg, writer) -> str:
+def _train(module, cfg, writer, checkpoint: dict | None = None) -> str:
     previous = install_stop_handlers(writer)  # a clean stop: finish the step, checkpoint, status `stopped`
     try:
-        module.train(cfg, writer)
+        module.train(cfg, writer, checkpoint)
     except BaseException as exc:
         writer.close("failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -177,7 +207,11 @@ def _launch(run_dir: str) -> int:
         nproc = int(read_manifest(run_dir).get("config", {}).get("nproc") or 1)
         if nproc > 1:
             return 0 if run_data_parallel(run_dir, nproc) == 0 else 1
-    train_run(run_dir)
+    try:
+        train_run(run_dir)
+    except RunError as exc:  # a checkpoint that cannot be resumed: one line in output.log
+        print(f"spintui: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

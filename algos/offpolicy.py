@@ -14,6 +14,8 @@ Speed notes (why the code looks the way it does):
   instead (native.py, offpolicy_update.c): the same arithmetic on the same tensors, about twice as
   fast, because at these sizes the eager update's time goes to ~700 small tensor operations rather
   than to its matrix products. The eager update stays the reference and the GPU path.
+* Resuming (`spintui train --resume`) costs nothing per step: checkpoints hold generator states
+  and, by default, the replay buffer (algos/resume.py), and are taken only at their usual times.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from spintui.algos import native
+from spintui.algos import native, replay
 from spintui.algos.config import OffPolicyConfig, config_to_dict
-from spintui.algos.core import EpochStats, PhaseTimer, resolve_device, save_checkpoint, seed_env, set_seed, set_threads
+from spintui.algos.core import (EpochStats, PendingCheckpoint, PhaseTimer, resolve_device, save_checkpoint, seed_env,
+                                set_seed, set_threads)
 from spintui.algos.replay import ReplayBuffer
+from spintui.algos.resume import env_state, load_replay, restore_networks, restore_training_state, training_state
 
 # --------------------------------------------------------------------------------------------------
 # Environment
@@ -79,12 +83,13 @@ def run_test_episodes(agent, env, cfg: OffPolicyConfig, run, step: int, stats: E
         run.episode(step, ep_ret, ep_len, test=True)
 
 
-def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -> dict:
+def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, resume: dict | None = None) -> dict:
     """Train `make_agent(cfg, obs_space, act_space, device)` on cfg.env; returns the last epoch's stats.
 
     The agent provides: act(obs_numpy, deterministic) -> action numpy; update(obs, act, rew,
     next_obs, done) on one update block of stacked minibatches -> {name: tensor} statistics;
-    modules() and optimizers() for checkpoints; stat_layout() naming how each statistic is logged.
+    modules(), optimizers(), extra() and restore_extra() for checkpoints; stat_layout() naming how
+    each statistic is logged. `resume`: a checkpoint to continue from (algos/resume.py).
     """
     device = resolve_device(cfg.device)
     # Matmuls of batch 100 through 256-wide layers gain nothing from a second CPU thread, and an
@@ -100,26 +105,49 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
 
     agent = make_agent(cfg, env.observation_space, env.action_space, device)
     buffer = ReplayBuffer(obs_dim, act_dim, cfg.replay_size, device)
+    save_buffer = replay.saves_buffer(cfg.save_buffer, buffer)
     total_steps = cfg.total_steps()
     config = config_to_dict(cfg)
     run.event(f"{algo} on {cfg.env}: {total_steps:,} steps on {device}, torch threads {torch.get_num_threads()}, "
-              f"{update_description(agent, device)}")
-    run.set_progress(step=0, total_steps=total_steps, epoch=0)
+              f"{update_description(agent, device)}; {replay.describe(cfg.save_buffer, buffer)}")
+    step, epoch, elapsed, update_after = 0, 0, 0.0, cfg.update_after
+    if resume is not None:
+        step, epoch, elapsed = int(resume["step"]), int(resume["epoch"]), float(resume.get("elapsed", 0.0))
+        if not resume_agent(resume, agent, buffer, run):
+            update_after = step + cfg.update_after  # an empty buffer refills before updates go on
+        restore_training_state(resume, {"train": env, "test": test_env})
+        obs, _ = env.reset()  # the environment starts a fresh episode
+    run.set_progress(step=step, total_steps=total_steps, epoch=epoch)
 
     stats, timer = EpochStats(), PhaseTimer()
     with_min_max, average_only = agent.stat_layout()
-    start = epoch_start = time.perf_counter()
-    epoch_start_step, epoch, last, saved_step = 0, 0, {}, -1
-    ep_ret, ep_len, step = 0.0, 0, 0
+    epoch_start = time.perf_counter()
+    start = epoch_start - elapsed
+    epoch_start_step, last, saved_step = step, {}, (step if resume is not None else -1)
+    ep_ret, ep_len = 0.0, 0
+    fresh_episode = (-1, None)  # (step, env generators) when an episode ended at an epoch's end, before the reset
+
+    def checkpoint(step: int, epoch: int) -> PendingCheckpoint:
+        """Networks, optimizers, generators and (with --save-buffer) the replay buffer, not yet in place."""
+        sidecars, saved = {}, {}
+        if save_buffer:
+            sidecars[f"replay-{step}.pt"] = buffer.state()
+            saved = {"replay": {"file": f"replay-{step}.pt", "rows": len(buffer), "bytes": buffer.capacity_bytes}}
+        state = training_state({"train": env, "test": test_env}, time.perf_counter() - start)
+        if fresh_episode[0] == step:  # a resume then draws the very episode that comes next here
+            state["envs"]["train"] = fresh_episode[1]
+        return save_checkpoint(run.run_dir, algo=algo, config=config, step=step, epoch=epoch, modules=agent.modules(),
+                               optimizers=agent.optimizers(), extra=agent.extra(), resume={**state, **saved},
+                               sidecars=sidecars, commit=False)
 
     def end_epoch(step: int, epoch: int) -> dict:
         nonlocal epoch_start, epoch_start_step, saved_step
         with timer.phase("test"):
             run_test_episodes(agent, test_env, cfg, run, step, stats)
+        pending = None
         if epoch % cfg.save_freq == 0 or step == total_steps:
             with timer.phase("checkpoint"):
-                save_checkpoint(run.run_dir, algo=algo, config=config, step=step, epoch=epoch,
-                                modules=agent.modules(), optimizers=agent.optimizers(), extra=agent.extra())
+                pending = checkpoint(step, epoch)
             saved_step = step
         now = time.perf_counter()
         row = {
@@ -134,12 +162,15 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
         run.epoch(epoch, step, row)
         run.set_progress(step=step, epoch=epoch, steps_per_sec=row["StepsPerSec"],
                          test_return=row.get("AverageTestEpRet"))
+        if pending is not None:  # the epoch's records reach the run before the checkpoint that follows them
+            run.flush()
+            pending.commit()
         stats.clear()
         timer.reset()
         epoch_start, epoch_start_step = time.perf_counter(), step
         return row
 
-    for t in range(total_steps):
+    for t in range(step, total_steps):
         if run.stop_requested:
             break
         # Uniform random actions first (seeded action space), then the noisy policy.
@@ -158,11 +189,13 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
             stats.add(EpRet=ep_ret, EpLen=ep_len)
             run.episode(step, ep_ret, ep_len)
             run.set_progress(step=step, last_return=ep_ret)
+            if step % cfg.steps_per_epoch == 0 or step == total_steps:
+                fresh_episode = (step, env_state(env))
             obs, _ = env.reset()
             ep_ret, ep_len = 0.0, 0
 
         # Spinning Up's schedule: every update_every steps, update_every gradient steps.
-        if t >= cfg.update_after and t % cfg.update_every == 0:
+        if t >= update_after and t % cfg.update_every == 0:
             with timer.phase("update"):
                 batches = buffer.sample_block(cfg.update_every, cfg.batch_size)
                 values = agent.update(*batches)
@@ -177,9 +210,24 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable) -
             last = end_epoch(step, epoch)
 
     if run.stop_requested and saved_step != step:  # stopped mid-epoch: keep what was learned
-        save_checkpoint(run.run_dir, algo=algo, config=config, step=step, epoch=epoch,
-                        modules=agent.modules(), optimizers=agent.optimizers(), extra=agent.extra())
+        run.flush()
+        checkpoint(step, epoch).commit()
         run.event(f"stopped at step {step:,}; checkpoint saved")
     env.close()
     test_env.close()
     return last
+
+
+def resume_agent(checkpoint: dict, agent, buffer: ReplayBuffer, run) -> bool:
+    """Networks, optimizers, the agent's extra state and the replay buffer from `checkpoint`; logs
+    where training goes on. False when the buffer was not saved (it starts empty)."""
+    restore_networks(checkpoint, agent.modules(), agent.optimizers())
+    agent.restore_extra(checkpoint.get("extra") or {})
+    saved = load_replay(checkpoint, run.run_dir)
+    if saved is not None:
+        buffer.load_state(saved)
+    what = f"{len(buffer):,} transitions in the replay buffer" if saved is not None else \
+        "an empty replay buffer (it was not saved): updates wait for update_after new steps"
+    run.event(f"resumed from the checkpoint at step {checkpoint['step']:,} (epoch {checkpoint['epoch']}) with "
+              f"{what}; the environment starts a fresh episode")
+    return saved is not None

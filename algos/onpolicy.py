@@ -7,6 +7,10 @@
         train_v_iters Adam steps on  mean((V(s) - R)^2)
         log a row, checkpoint; stop early on a stop request
 
+A resumed run (`resume`, a checkpoint: algos/resume.py) starts at the checkpoint's epoch with its
+networks, optimizers and generators, every environment in a fresh episode; with several processes
+each takes its own generators back.
+
 `run_on_policy` runs it for an algorithm module that supplies only its policy update and columns.
 Networks are in actor_critic.py, rollouts and GAE in rollout.py, torch.distributed helpers in
 data_parallel.py.
@@ -23,6 +27,7 @@ import torch
 from spintui.algos.actor_critic import MLPActorCritic, build_actor_critic
 from spintui.algos.config import OnPolicyConfig, config_to_dict
 from spintui.algos.core import EpochStats, PhaseTimer, resolve_device, save_checkpoint, set_seed, set_threads
+from spintui.algos.resume import ResumeError, restore_networks, restore_training_state, training_state
 from spintui.algos.data_parallel import (any_rank, average_gradients, gather_objects, local_device, param_checksum,
                                          rank, reduce_stats, split_steps, sync_params, world_size)
 from spintui.algos.rollout import Rollout
@@ -31,7 +36,8 @@ PolicyUpdate = Callable[[dict], dict[str, float]]
 
 
 def run_on_policy(cfg: OnPolicyConfig, run, algo: str, columns: dict[str, str],
-                  make_policy_update: Callable[[MLPActorCritic], tuple[PolicyUpdate, dict]]) -> None:
+                  make_policy_update: Callable[[MLPActorCritic], tuple[PolicyUpdate, dict]],
+                  resume: dict | None = None) -> None:
     """Train `algo` on cfg.env, logging into `run` (a profiles.store.RunWriter, or nothing on ranks > 0).
 
     `make_policy_update(ac)` returns the algorithm's policy update, data -> values logged as
@@ -42,8 +48,10 @@ def run_on_policy(cfg: OnPolicyConfig, run, algo: str, columns: dict[str, str],
     update_policy, pi_optimizers = make_policy_update(ac)
     v_optimizer = torch.optim.Adam(ac.v.parameters(), lr=cfg.vf_lr)
     optimizers = {**pi_optimizers, "v": v_optimizer}
+    if resume is not None:
+        session.resume(resume, optimizers)
 
-    for epoch in range(session.epochs):
+    for epoch in range(session.epoch, session.epochs):
         data = session.collect()
         if data is None:  # stop requested mid-rollout: keep the last complete update
             break
@@ -180,9 +188,31 @@ class Session:
         return row
 
     def checkpoint(self, optimizers: dict, *, force: bool = False) -> None:
-        if self.rank == 0 and (force or self.epoch % max(1, self.cfg.save_freq) == 0):
-            save_checkpoint(self.run.run_dir, algo=self.algo, config=self.config, step=self.step,
-                            epoch=self.epoch, modules={"ac": self.ac}, optimizers=optimizers)
+        """Every rank's generators go to rank 0, which writes the checkpoint after this epoch's records."""
+        if not (force or self.epoch % max(1, self.cfg.save_freq) == 0):
+            return
+        states = gather_objects(training_state({"train": self.rollout.envs}, time.perf_counter() - self.start))
+        if self.rank == 0:
+            self.run.flush()
+            extra = {"ranks": states} if self.world > 1 else {}
+            save_checkpoint(self.run.run_dir, algo=self.algo, config=self.config, step=self.step, epoch=self.epoch,
+                            modules={"ac": self.ac}, optimizers=optimizers, resume={**states[0], **extra})
+
+    def resume(self, checkpoint: dict, optimizers: dict) -> None:
+        """Continue from `checkpoint`: its networks, optimizers, counters and this rank's generators."""
+        ranks = checkpoint.get("ranks") or [checkpoint]
+        if len(ranks) != self.world:
+            raise ResumeError(f"the checkpoint was written by {len(ranks)} process(es); resume it with --nproc "
+                              f"{len(ranks)}")
+        restore_networks(checkpoint, {"ac": self.ac}, optimizers)
+        self.step, self.epoch = int(checkpoint["step"]), int(checkpoint["epoch"])
+        self.start = time.perf_counter() - float(checkpoint.get("elapsed", 0.0))
+        restore_training_state(ranks[self.rank], {"train": self.rollout.envs})
+        self.rollout.restart()
+        if self.rank == 0:
+            self.run.set_progress(step=self.step, epoch=self.epoch)
+            self.run.event(f"resumed from the checkpoint at step {self.step:,} (epoch {self.epoch}); the "
+                           f"environments start fresh episodes")
 
     def close(self, optimizers: dict) -> None:
         """Final checkpoint; with several processes, record each rank's parameter checksum."""

@@ -58,9 +58,9 @@ def update_policy(ac, pi_optimizer, data: dict, cfg) -> dict[str, float]:
             "KL": info_new["kl"], "ClipFrac": info_new["cf"], "StopIter": stop_iter}
 
 
-def train(cfg, run) -> None:
+def train(cfg, run, resume: dict | None = None) -> None:
     def make_policy_update(ac):
         pi_optimizer = torch.optim.Adam(ac.pi.parameters(), lr=cfg.pi_lr)
         return partial(update_policy, ac, pi_optimizer, cfg=cfg), {"pi": pi_optimizer}
 
-    run_on_policy(cfg, run, "ppo", COLUMNS, make_policy_update)
+    run_on_policy(cfg, run, "ppo", COLUMNS, make_policy_update, resume)

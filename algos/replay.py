@@ -1,9 +1,19 @@
-"""The replay buffer of DDPG, TD3 and SAC."""
+"""The replay buffer of DDPG, TD3 and SAC, and how it is saved beside a checkpoint for `--resume`.
+
+Saved (``--save-buffer auto``, the default) when its capacity takes under 1 GiB: the rows filled so
+far, the ring's write position and its shape, as one `torch.save` file that loads with
+``weights_only=True``. A resumed run then samples the same transitions the stopped one would have.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+
+AUTO_SAVE_LIMIT = 1 << 30  # --save-buffer auto: save buffers whose capacity takes less than this
+FORMAT = 1
 
 
 class ReplayBuffer:
@@ -62,3 +72,54 @@ class ReplayBuffer:
         obs, act, rew, next_obs, done = block.split([o, a, 1, o, 1], dim=-1)
         return obs, act, rew.squeeze(-1), next_obs, done.squeeze(-1)
 
+
+    # -- saving and loading (only at checkpoints: nothing here runs per step) -------------------
+    @property
+    def capacity_bytes(self) -> int:
+        return self.size * self.width * 4
+
+    def state(self) -> dict:
+        """What a checkpoint saves: the filled rows (a copy unless the ring is full) and the position."""
+        self.flush()  # staged rows go to the device now rather than before the next sample: same data
+        rows = self.data if self.count == self.size else self.data[:self.count].clone()
+        return {"format": FORMAT, "rows": rows.cpu(), "ptr": self.ptr, "count": self.count, "size": self.size,
+                "width": self.width}
+
+    def load_state(self, state: dict) -> None:
+        """Refill from `state()`; ValueError when it was saved from a buffer of another shape."""
+        rows = state.get("rows")
+        if not isinstance(rows, torch.Tensor) or state.get("size") != self.size or state.get("width") != self.width \
+                or rows.shape != (state.get("count"), self.width):
+            raise ValueError(f"the saved replay buffer does not fit this run's ({self.size:,} x {self.width} rows)")
+        self._staged = 0
+        self.data[:rows.shape[0]] = rows.to(self.device)
+        self.ptr, self.count = int(state["ptr"]), int(state["count"])
+
+
+def saves_buffer(mode: str, buffer: ReplayBuffer) -> bool:
+    """--save-buffer: always, never, or auto (when its capacity takes under 1 GiB)."""
+    return mode == "always" or (mode == "auto" and buffer.capacity_bytes < AUTO_SAVE_LIMIT)
+
+
+def describe(mode: str, buffer: ReplayBuffer) -> str:
+    """The replay buffer's size and whether checkpoints hold it, for the run's first event."""
+    size = f"replay buffer {format_bytes(buffer.capacity_bytes)} at capacity"
+    if saves_buffer(mode, buffer):
+        return f"{size}, saved with each checkpoint"
+    why = "--save-buffer never" if mode == "never" else "over 1 GiB; --save-buffer always saves it"
+    return f"{size}, not saved with checkpoints ({why})"
+
+
+def format_bytes(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def load_buffer_file(path: Path, mmap: bool = False) -> dict:
+    """A saved buffer (weights only); with `mmap`, a quick check that reads no rows."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("rows"), torch.Tensor):
+        raise ValueError(f"{path.name} is not a saved replay buffer")
+    return state

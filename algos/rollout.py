@@ -80,6 +80,12 @@ class Rollout:
         self.ep_ret = np.zeros(num_envs)
         self.ep_len = np.zeros(num_envs, dtype=np.int64)
 
+    def restart(self) -> None:
+        """Every environment starts a fresh episode (after a resume), from its own generator."""
+        self.obs, _ = self.envs.reset()
+        self.ep_ret[:] = 0.0
+        self.ep_len[:] = 0
+
     def collect(self, ac: MLPActorCritic, on_episode: Callable[[int, float, int], None],
                 should_stop: Callable[[int], bool]) -> bool:
         """Fill the buffer with one epoch of steps; False if `should_stop(t)` cut it short."""

@@ -184,12 +184,24 @@ class SAC:
         return out
 
     def extra(self) -> dict:
-        return {"log_alpha": self.log_alpha.detach().cpu()} if self.auto_alpha else {}
+        """The learned temperature: log alpha and alpha as the updates left it (exp in C may round
+        differently from torch's, so resuming takes alpha as it was, not exp(log alpha))."""
+        if not self.auto_alpha:
+            return {}
+        return {"log_alpha": self.log_alpha.detach().cpu().clone(), "alpha": self.alpha.detach().cpu().clone()}
+
+    def restore_extra(self, extra: dict) -> None:
+        if self.auto_alpha and "log_alpha" in extra:
+            with torch.no_grad():
+                self.log_alpha.copy_(extra["log_alpha"])
+            alpha = extra.get("alpha")
+            self.alpha = (alpha.to(self.device) if alpha is not None else self.log_alpha.detach().exp()).reshape(
+                self.alpha.shape)
 
 
-def train(cfg: SACConfig, run) -> dict:
-    """Train SAC on cfg.env, logging into `run` (a profiles.store.RunWriter)."""
-    return run_off_policy(cfg, run, "sac", SAC)
+def train(cfg: SACConfig, run, resume: dict | None = None) -> dict:
+    """Train SAC on cfg.env, logging into `run` (a profiles.store.RunWriter), from `resume` (a checkpoint) if given."""
+    return run_off_policy(cfg, run, "sac", SAC, resume)
 
 
 load_policy = partial(saved_policy, actor_class=SquashedGaussianActor)  # the mean action

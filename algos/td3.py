@@ -139,10 +139,13 @@ class TD3:
     def extra(self) -> dict:
         return {}
 
+    def restore_extra(self, extra: dict) -> None:
+        pass
 
-def train(cfg: TD3Config, run) -> dict:
-    """Train TD3 on cfg.env, logging into `run` (a profiles.store.RunWriter)."""
-    return run_off_policy(cfg, run, "td3", TD3)
+
+def train(cfg: TD3Config, run, resume: dict | None = None) -> dict:
+    """Train TD3 on cfg.env, logging into `run` (a profiles.store.RunWriter), from `resume` (a checkpoint) if given."""
+    return run_off_policy(cfg, run, "td3", TD3, resume)
 
 
 load_policy = partial(saved_policy, actor_class=DeterministicActor)  # mu(o); also DDPG's

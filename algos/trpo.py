@@ -92,5 +92,5 @@ def update_policy(ac, data: dict, cfg) -> dict[str, float]:
             "BacktrackIters": backtrack}
 
 
-def train(cfg, run) -> None:
-    run_on_policy(cfg, run, "trpo", COLUMNS, lambda ac: (partial(update_policy, ac, cfg=cfg), {}))
+def train(cfg, run, resume: dict | None = None) -> None:
+    run_on_policy(cfg, run, "trpo", COLUMNS, lambda ac: (partial(update_policy, ac, cfg=cfg), {}), resume)

@@ -44,9 +44,9 @@ def update_policy(ac, pi_optimizer, data: dict) -> dict[str, float]:
             "Entropy": info_old["ent"], "KL": info_new["kl"]}
 
 
-def train(cfg, run) -> None:
+def train(cfg, run, resume: dict | None = None) -> None:
     def make_policy_update(ac):
         pi_optimizer = torch.optim.Adam(ac.pi.parameters(), lr=cfg.pi_lr)
         return partial(update_policy, ac, pi_optimizer), {"pi": pi_optimizer}
 
-    run_on_policy(cfg, run, "vpg", COLUMNS, make_policy_update)
+    run_on_policy(cfg, run, "vpg", COLUMNS, make_policy_update, resume)
