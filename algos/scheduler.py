@@ -1,11 +1,15 @@
-"""Run an experiment's queued runs: ``python -m spintui.algos.scheduler EXPERIMENT_DIR``.
+"""Run an experiment's unfinished runs: ``python -m spintui.algos.scheduler EXPERIMENT_DIR``.
 
 The CLI creates the experiment (every run queued) and starts this module as its own process in its
 own session, so closing the terminal or the dashboard leaves the experiment running. Locally it
 keeps `parallel` trainers going, each its own process as a single run's is; with a Ray address it
 submits one task per run to the cluster instead (algos/ray_backend.py). SIGTERM, SIGINT or SIGHUP
 stop every running run cleanly (each saves a final checkpoint); queued runs stay queued for
-`spintui train --resume EXPERIMENT`.
+`spintui train --resume EXPERIMENT`, which starts this module again.
+
+It takes every run that is not finished and not running: queued ones, and stopped, crashed or
+failed ones, which their trainer resumes from their latest checkpoint (a run without one starts
+over; algos/launch.py). A run that ends while it is at work is not started again.
 
 Waiting costs next to nothing: it sleeps on the children's exits and wakes once a second.
 """
@@ -23,10 +27,11 @@ from spintui.errors import RunError
 from spintui.profiles.experiments import experiment_run_dirs, read_experiment, run_statuses, write_experiment
 from spintui.profiles.processes import install_signal_handlers, request_clean_stop, restore_handlers, start_trainer
 from spintui.profiles.provenance import host_name
-from spintui.profiles.store import read_manifest
+from spintui.profiles.store import effective_status, read_manifest
 
 TICK_S = 1.0
 STOP_GRACE_S = 120.0
+TO_RUN = ("queued", "stopped", "crashed", "failed")  # started by the trainer, which resumes from a checkpoint
 
 
 class Scheduler:
@@ -40,13 +45,14 @@ class Scheduler:
         self.running: dict[Path, object] = {}  # run dir -> Popen or Ray task
 
     def queued(self) -> list[Path]:
+        """The runs to start: not finished and not running (a damaged run is left alone)."""
         out = []
         for run_dir in experiment_run_dirs(self.exp_dir, self.data):
             try:
-                status = read_manifest(run_dir).get("status")
+                status = effective_status(read_manifest(run_dir))
             except RunError:
                 continue
-            if status == "queued" and run_dir not in self.running:
+            if status in TO_RUN and run_dir not in self.running:
                 out.append(run_dir)
         return out
 

@@ -52,10 +52,13 @@ def _root(
 # --------------------------------------------------------------------------------------------------
 # commands: each module declares its options as a dataclass (spintui.options)
 
-from spintui.tui import export_command, plot_command, profile_command, run_commands, train_command  # noqa: E402
+from spintui.tui import (export_command, plot_command, profile_command, resume_command, run_commands,  # noqa: E402
+                         train_command)
 
 for _name, _command in {**run_commands.COMMANDS, **export_command.COMMANDS, **plot_command.COMMANDS}.items():
     app.command(_name)(_command)
+# `spintui train --resume RUN` needs no algorithm: the group's own options, run when no command follows
+train_app.callback(invoke_without_command=True)(resume_command.train_callback())
 for _name, _command in train_command.train_commands().items():
     train_app.command(_name)(_command)
 for _name, _command in profile_command.COMMANDS.items():

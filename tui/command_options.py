@@ -116,6 +116,12 @@ def headless_option(help: str) -> Any:
     return option(False, help)
 
 
+def resume_option() -> Any:
+    return option(None, "Continue a stopped, crashed or killed run from its latest checkpoint, or every "
+                  "unfinished run of an experiment; options given beside it must repeat the run's own.",
+                  metavar="RUN|EXPERIMENT")
+
+
 def runs_dir_or_default(runs_dir: Path | None) -> Path:
     from spintui.profiles.runs import default_runs_dir
 

@@ -72,6 +72,7 @@ class RunTail:
     version: int = 0  # bumped whenever anything new arrived (a heartbeat too)
     data_version: int = 0  # bumped only when records or scalars arrived: what plots depend on
     rate_points: Series = field(default_factory=lambda: Series("progress"))  # (step, time) seen in heartbeats
+    resumes: list[dict] = field(default_factory=list)  # where the run was resumed: {"step", "epoch", "time"}
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -97,6 +98,8 @@ class RunTail:
         update = self.reader.poll()
         if not update:
             return False
+        for rec in update.resumes:  # before this poll's points, which the reader has already sifted
+            self._drop_after(rec["step"])
         if update.manifest is not None:
             self.manifest = update.manifest
             progress = self.manifest.get("progress") or {}
@@ -113,6 +116,13 @@ class RunTail:
         if update.records or update.scalars:
             self.data_version += 1
         return True
+
+    def _drop_after(self, step: float) -> None:
+        """A resume at `step`: what the previous trainer logged past it (in earlier polls) is superseded."""
+        for series in (self.episodes, self.test_episodes, self.rate_points, *self.scalars.values(),
+                       *self.epoch_stats.values()):
+            series.drop_after(step)
+        self.resumes = [r for r in self.resumes if r["step"] <= step]
 
     def _take_records(self, records: list[dict]) -> None:
         ep_step, ep_time, ep_ret = [], [], []
@@ -146,6 +156,8 @@ class RunTail:
                 del self.events[:-50]
             elif kind == "gpu":
                 self.last_gpu = rec
+            elif kind == "resume":
+                self.resumes.append(rec)
         self.episodes.append(ep_step, ep_time, ep_ret)
         self.test_episodes.append(test_step, test_time, test_ret)
 

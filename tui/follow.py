@@ -85,6 +85,10 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
             for rec in records:
                 if rec.get("kind") == "epoch":
                     progress.console.print(_epoch_line(rec))
+                elif rec.get("kind") == "resume" and _is_number(rec.get("step")):
+                    progress.console.print(f"resumed from the checkpoint at step {rec['step']:,} "
+                                           f"(epoch {rec.get('epoch')}); later records of the previous trainer "
+                                           f"are superseded")
                 elif rec.get("kind") == "event" and rec.get("level") in ("warning", "error"):
                     progress.console.print(f"[yellow]{rec.get('message')}")
                 elif rec.get("kind") == "episode" and not rec.get("test") and _is_number(rec.get("ret")):

@@ -95,7 +95,16 @@ def return_plot(tails: list[RunTail], settings: ViewSettings) -> PlotData:
         names = {"return": "raw", "smoothed": "smoothed" if settings.smoothing > 0 else "return", "test": "test"}
         legend = [(names[ln.label], ln.colour) for ln in lines]
     reason = "" if lines else "no episodes yet"
-    return PlotData("Return", lines, x_label(settings), settings.log_y, reason, legend)
+    return PlotData(return_title(tails), lines, x_label(settings), settings.log_y, reason, legend)
+
+
+def return_title(tails: list[RunTail]) -> str:
+    """"Return", with where a resumed run went on from its checkpoint (a run or two: how many of several)."""
+    resumed = [t for t in tails if t.resumes]
+    if len(tails) == 1 and resumed:
+        steps = ", ".join(f"{int(r['step']):,}" for r in resumed[0].resumes[-3:])
+        return f"Return · resumed at step{'s' if len(resumed[0].resumes) > 1 else ''} {steps}"
+    return f"Return · {len(resumed)} of {len(tails)} runs resumed" if resumed else "Return"
 
 
 def loss_plot(tails: list[RunTail], settings: ViewSettings) -> tuple[PlotData, list[str], str | None]:

@@ -51,6 +51,18 @@ class Series:
         self._values[self._n:need] = values
         self._n = need
 
+    def drop_after(self, step: float) -> None:
+        """Forget the points past `step` (what a resumed run's previous trainer logged past its checkpoint)."""
+        keep = self.steps <= step
+        if keep.all():
+            return
+        n = int(keep.sum())
+        for attr in ("_steps", "_times", "_values"):
+            arr = getattr(self, attr)
+            arr[:n] = arr[: self._n][keep]
+        self._n = n
+        self._ema = None
+
     @property
     def steps(self) -> np.ndarray:
         return self._steps[: self._n]

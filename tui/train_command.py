@@ -15,7 +15,7 @@ from spintui.algos.registry import ALGORITHMS, Algorithm
 from spintui.errors import CommandFailed, RunError, UsageError
 from spintui.options import AT_LEAST_1, Range, build, option
 from spintui.tui.command_options import (check_new_run_name, headless_option, name_option, options_command,
-                                         runs_dir_option, runs_dir_or_default)
+                                         resume_option, runs_dir_option, runs_dir_or_default)
 
 
 @dataclass
@@ -33,6 +33,7 @@ class TrainOptions:
     ray: str | None = option(None, "Run an experiment's runs on a Ray cluster: auto or its ADDRESS (host:port).",
                              metavar="auto|ADDRESS")
     max_runs: int = option(1000, "Refuse a grid of more runs than this.", range=AT_LEAST_1)
+    resume: str | None = resume_option()
 
 
 def read_toml(path: Path) -> dict:
@@ -71,6 +72,8 @@ FIXED = ("config", "grid", "name", "runs_dir", "ray")  # options that cannot tak
 
 def train(algo: str, given: dict) -> None:
     """Check everything, then start one run, or an experiment when an option has several values."""
+    if given.get("resume") is not None:
+        return resume(algo, given)
     from spintui.algos.config import make_config
     from spintui.algos.grid import expand
 
@@ -97,6 +100,16 @@ def train(algo: str, given: dict) -> None:
         raise UsageError("--parallel applies to experiments: give an option several values, e.g. --seed 0,1,2")
     else:
         start_single_run(spec, opts, runs_dir, configs[0])
+
+
+def resume(algo: str | None, given: dict) -> None:
+    """`spintui train [ALGO] --resume RUN|EXPERIMENT` (tui/resume_command.py): the run keeps its own
+    settings, so options beside --resume may only repeat them."""
+    from spintui.tui.resume_command import resume_target
+
+    own = {f.name for f in fields(TrainOptions)}
+    opts = build(TrainOptions, {k: v for k, v in given.items() if k in own})
+    resume_target(algo, opts, {k: v for k, v in given.items() if k not in own}, {k for k in given if k in own})
 
 
 def start_single_run(spec: Algorithm, opts: TrainOptions, runs_dir: Path, cfg) -> None:

@@ -49,7 +49,10 @@ class TrainDashboard(DashboardBase):
         return "  ".join(parts)
 
     def show_frame(self, frame: TrainFrame) -> None:
-        self.query_one("#returns", PlotView).show(frame.returns, legend_markup(frame.returns, self.settings))
+        returns = self.query_one("#returns", PlotView)
+        if frame.returns is not None and returns.border_title != frame.returns.title:
+            returns.border_title = frame.returns.title  # says where a resumed run went on
+        returns.show(frame.returns, legend_markup(frame.returns, self.settings))
         loss_view = self.query_one("#loss", PlotView)
         if frame.loss_name:
             idx = frame.loss_names.index(frame.loss_name) + 1
