@@ -176,7 +176,7 @@ def resume_experiment(algo: str | None, opts, values: dict, exp_dir: Path) -> No
     data = read_experiment(exp_dir)
     if scheduler_alive(data):
         raise RunError(f"experiment {exp_dir.name} is running (scheduler pid {(data.get('scheduler') or {}).get('pid')}"
-                       f"); watch it with: spintui watch {exp_dir.name}/*")
+                       f"); watch it with: spintui watch {exp_dir.name}")
     todo, done, configs = [], 0, {}
     for run_dir in experiment_run_dirs(exp_dir, data):
         label = f"{exp_dir.name}/{run_dir.name}"
@@ -208,6 +208,6 @@ def resume_experiment(algo: str | None, opts, values: dict, exp_dir: Path) -> No
         from spintui.tui.app import run_dashboard
 
         run_dashboard(experiment_run_dirs(exp_dir))
-        print(f"the experiment goes on; watch again with: spintui watch {exp_dir.name}/*", file=sys.stderr)
+        print(f"the experiment goes on; watch again with: spintui watch {exp_dir.name}", file=sys.stderr)
     elif follow_experiment(exp_dir, scheduler) == "failed":
         raise CommandFailed(f"experiment {exp_dir.name}: some runs failed (see spintui runs {exp_dir.name} --all)")
