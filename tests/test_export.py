@@ -113,6 +113,36 @@ def test_the_mirror_tails_a_growing_run_into_the_same_events_as_an_export(tmp_pa
     assert_same_points(accumulate(tmp_path / "tb" / "live"), update_series(RunReader(run_dir).poll()))
 
 
+def test_a_resumed_run_is_mirrored_without_what_the_resume_superseded(tmp_path, monkeypatch):
+    from spintui.algos.config import config_to_dict, make_config
+    from spintui.algos.launch import train_run
+
+    cfg = make_config("sac", {"env": "Pendulum-v1", "threads": 1, "steps": 400, "steps_per_epoch": 200,
+                              "start_steps": 100, "update_after": 100, "num_test_episodes": 1, "max_ep_len": 100,
+                              "hidden_sizes": "16,16", "replay_size": 2000, "tensorboard": str(tmp_path / "tb")})
+    run_dir = create_run(tmp_path / "runs", kind="train", name="cut", algo="sac", env=cfg.env, seed=0,
+                         config=config_to_dict(cfg))
+    original = RunWriter.epoch
+
+    def stop_after_first(self, epoch, step, stats):
+        original(self, epoch, step, stats)
+        if epoch == 1:
+            self.request_stop()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunWriter, "epoch", stop_after_first)
+        assert train_run(run_dir) == "stopped"
+    killed = RunWriter(run_dir, heartbeat=False, claim=False)  # what a trainer killed past the checkpoint wrote
+    killed.scalars({"LossQ": 1e6}, 300)
+    killed.episode(300, 1e6, 100)
+    killed.flush()
+    assert train_run(run_dir) == "finished"  # resumes from the checkpoint at step 200
+    acc = accumulate(tmp_path / "tb" / "cut")
+    assert_same_points(acc, update_series(RunReader(run_dir).poll()))
+    assert max(s.value for s in acc.Scalars("LossQ")) < 1e6
+    assert [s.step for s in acc.Scalars("epoch/TotalEnvInteracts")] == [200, 400]
+
+
 def test_a_training_run_with_tensorboard_is_mirrored(drift_run):
     _, run_dir, tb_dir = drift_run
     acc = accumulate(tb_dir / "drift")
