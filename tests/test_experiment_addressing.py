@@ -1,0 +1,87 @@
+"""Addressing experiments and the runs inside them (`spintui watch EXP`, `EXP/RUN`, `latest`);
+damaged or unknown experiments are one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spintui.errors import RunError
+from spintui.profiles.experiments import experiment_run_dirs
+from spintui.profiles.runs import list_runs, resolve_run, resolve_watch, resolve_watch_runs
+
+ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def spintui(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "spintui", *args], capture_output=True, text=True, env=ENV,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(result, code, *fragments):
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    err = result.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_an_experiment_is_watched_by_name_path_or_glob(tmp_path, recorded_experiment):
+    exp = recorded_experiment(tmp_path)
+    runs = experiment_run_dirs(exp)
+    for spec in ("exp", str(exp), "ex*", str(tmp_path / "e?p")):
+        target = resolve_watch([spec], tmp_path)
+        assert target.runs == runs and target.experiments == [exp], spec
+
+
+def test_a_run_inside_an_experiment_is_exp_slash_run_or_its_path(tmp_path, recorded_experiment):
+    exp = recorded_experiment(tmp_path)
+    one = exp / "gamma0.98_s1"
+    assert resolve_run("exp/gamma0.98_s1", tmp_path) == one
+    assert resolve_run(str(one), tmp_path) == one
+    target = resolve_watch(["exp/gamma0.98_s1"], tmp_path)
+    assert target.runs == [one] and target.experiments == []
+    assert resolve_watch_runs(["exp/gamma0.99_*"], tmp_path) == experiment_run_dirs(exp)[3:]
+    with pytest.raises(RunError, match=r"exp is an experiment of 6 runs; .* e\.g\. exp/gamma0\.98_s0"):
+        resolve_run("exp", tmp_path)  # where one run is wanted (eval)
+    with pytest.raises(RunError, match="did you mean exp/gamma0.98_s1"):
+        resolve_run("exp/gamma0.98-s1", tmp_path)
+
+
+def test_latest_is_the_newest_started_run_inside_experiments_too(tmp_path, recorded_experiment, recorded_run):
+    recorded_run(tmp_path, name="older", steps=10)
+    exp = recorded_experiment(tmp_path, statuses={"gamma0.99_s2": "queued"})  # created after `older`
+    assert resolve_run("latest", tmp_path) == exp / "gamma0.99_s1", "a queued run has not started"
+    fresh = recorded_experiment(tmp_path / "only-queued", statuses={f"gamma{g}_s{s}": "queued"
+                                                                     for g in (0.98, 0.99) for s in (0, 1, 2)})
+    assert resolve_run("latest", tmp_path / "only-queued") == fresh / "gamma0.99_s2", "else the newest queued"
+
+
+def test_damaged_runs_of_an_experiment_are_skipped_with_a_warning(tmp_path, recorded_experiment):
+    exp = recorded_experiment(tmp_path)
+    (exp / "gamma0.98_s0" / "run.json").write_text("[]")
+    warnings = []
+    target = resolve_watch(["exp"], tmp_path, warn=warnings.append)
+    assert len(target.runs) == 5 and len(warnings) == 1
+    assert "gamma0.98_s0" in warnings[0] and "not an object" in warnings[0]
+
+
+def test_a_damaged_or_unknown_experiment_is_a_one_line_error(tmp_path, recorded_experiment, recorded_run):
+    exp = recorded_experiment(tmp_path)
+    (exp / "experiment.json").write_text('{"runs": [')
+    assert_one_line_error(spintui("watch", "--runs-dir", str(tmp_path), "exp"), 1, "experiment.json", "cannot read")
+    assert_one_line_error(spintui("watch", str(exp)), 1, "cannot read")
+    assert_one_line_error(spintui("eval", "--runs-dir", str(tmp_path), "exp"), 1, "cannot read")
+    assert_one_line_error(spintui("watch", "--runs-dir", str(tmp_path), "nosuch"), 1, "no run 'nosuch'")
+    (exp / "experiment.json").write_text('{"runs": 3}')
+    assert_one_line_error(spintui("watch", "--runs-dir", str(tmp_path), "exp"), 1, "damaged",
+                          "not an experiment description")
+    assert_one_line_error(spintui("watch", "--runs-dir", str(tmp_path), "e*"), 1, "no readable runs match",
+                          "experiment exp")
+    recorded_run(tmp_path, name="healthy", steps=10)  # a glob goes on with what it can read
+    result = spintui("watch", "--runs-dir", str(tmp_path), "*")
+    assert result.returncode == 0 and "finished: 10 steps" in result.stdout, result.stderr
+    assert "warning: skipping damaged experiment exp" in result.stderr
