@@ -1,8 +1,9 @@
-"""Addressing experiments and the runs inside them (`spintui watch EXP`, `EXP/RUN`, `latest`);
-damaged or unknown experiments are one-line errors."""
+"""Addressing experiments and the runs inside them (`spintui watch EXP`, `EXP/RUN`, `latest`), and
+listing them (`spintui runs`, `--all`, `--json`); damaged or unknown experiments are one-line errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -85,3 +86,43 @@ def test_a_damaged_or_unknown_experiment_is_a_one_line_error(tmp_path, recorded_
     result = spintui("watch", "--runs-dir", str(tmp_path), "*")
     assert result.returncode == 0 and "finished: 10 steps" in result.stdout, result.stderr
     assert "warning: skipping damaged experiment exp" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# spintui runs
+
+
+def test_runs_shows_an_experiment_as_one_line_and_its_runs_with_all(tmp_path, recorded_experiment, recorded_run):
+    recorded_run(tmp_path, name="solo", steps=10)
+    recorded_experiment(tmp_path, statuses={"gamma0.99_s2": "queued"})
+    result = spintui("runs", "--json", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == ["solo", "exp"]
+    solo, exp = rows
+    assert solo["experiment"] is None and solo["kind"] == "train"
+    assert (exp["kind"], exp["algo"], exp["env"], exp["status"], exp["runs_done"], exp["runs_total"],
+            exp["experiment"]) == ("experiment", "sac", "Pendulum-v1", "stopped", 5, 6, None)
+    assert exp["age_s"] is not None and exp["age_s"] >= 0
+
+    every = json.loads(spintui("runs", "--all", "--json", "--runs-dir", str(tmp_path)).stdout)
+    names = [r["name"] for r in every]
+    assert names[:2] == ["solo", "exp"] and sorted(names[2:]) == sorted(
+        f"exp/gamma{g}_s{s}" for g in (0.98, 0.99) for s in (0, 1, 2))
+    assert {r["experiment"] for r in every[2:]} == {"exp"}
+    assert {r["name"]: r["status"] for r in every}["exp/gamma0.99_s2"] == "queued"
+
+    table = spintui("runs", "--runs-dir", str(tmp_path)).stdout
+    line = next(ln for ln in table.splitlines() if "│ exp " in ln)
+    assert "experiment" in line and "sac" in line and "stopped" in line and "5/6 runs" in line, table
+    assert "exp/gamma" not in table
+    assert "exp/gamma0.98_s0" in spintui("runs", "--all", "--runs-dir", str(tmp_path)).stdout
+
+
+def test_runs_lists_a_damaged_experiment_with_the_reason(tmp_path, recorded_experiment):
+    exp = recorded_experiment(tmp_path)
+    (exp / "experiment.json").write_text("[]")
+    rows = json.loads(spintui("runs", "--json", "--runs-dir", str(tmp_path)).stdout)
+    assert [(r["name"], r["kind"], r["status"]) for r in rows] == [("exp", "experiment", "damaged")]
+    assert "not an experiment description" in rows[0]["reason"]
+    assert len(list_runs(tmp_path, experiments=True)) == 6, "its runs can still be listed and watched"
