@@ -72,10 +72,11 @@ class RunTail:
     version: int = 0  # bumped whenever anything new arrived (a heartbeat too)
     data_version: int = 0  # bumped only when records or scalars arrived: what plots depend on
     rate_points: Series = field(default_factory=lambda: Series("progress"))  # (step, time) seen in heartbeats
+    read_scalars: bool = True  # False: never read scalars.bin (a view of returns and progress only)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
-        self.reader = RunReader(self.run_dir)
+        self.reader = RunReader(self.run_dir, scalars=self.read_scalars)
 
     @property
     def name(self) -> str:
@@ -260,15 +261,16 @@ class Preload:
     A late attach to a big finished run then overlaps its first read with interpreter start-up.
     """
 
-    def __init__(self, run_dirs):
+    def __init__(self, run_dirs, scalars: bool = True):
         self._run_dirs = [Path(p) for p in run_dirs]
+        self._scalars = scalars
         self._tails: list[RunTail] | None = None
         self._thread = threading.Thread(target=self._load, name="spintui-preload", daemon=True)
         self._thread.start()
 
     def _load(self) -> None:
         try:
-            tails = [RunTail(p) for p in self._run_dirs]
+            tails = [RunTail(p, read_scalars=self._scalars) for p in self._run_dirs]
             for tail in tails:
                 tail.poll()
             self._tails = tails

@@ -1,7 +1,8 @@
-"""Numpy-backed series of a run and the maths on them: debiased EMA smoothing, min/max decimation, symlog.
+"""Numpy-backed series of a run and the maths on them: debiased EMA smoothing, min/max decimation,
+symlog, and the statistics of several seeds' curves on one x grid.
 
 Nothing here knows about runs or widgets; `RunTail` (tui/data.py) grows `Series` as records arrive
-and the plot builders (tui/plot_data.py) smooth and decimate them for the width of a plot.
+and the plot builders (tui/plot_data.py, tui/run_groups.py) smooth, decimate and aggregate them.
 """
 
 from __future__ import annotations
@@ -159,6 +160,64 @@ def decimate_minmax(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndar
     idx = np.concatenate([[0], np.minimum(lo, hi), np.maximum(lo, hi), np.arange(body, n), [n - 1]])
     idx = np.unique(idx)  # sorted, and a bucket whose min and max coincide keeps one point
     return x[idx], y[idx]
+
+
+@dataclass
+class SeedStats:
+    """Several curves on one grid: at each x, how many cover it and their mean, std, min and max."""
+
+    x: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray  # population std (ddof 0): 0 where one curve covers x
+    low: np.ndarray  # min
+    high: np.ndarray  # max
+    count: np.ndarray
+
+
+def across_seeds(curves: list[tuple[np.ndarray, np.ndarray]], points: int) -> SeedStats | None:
+    """The statistics of `curves` (x, y pairs, one per seed) on a grid of `points` evenly spaced x.
+
+    The rule: the grid runs from the smallest first x of any curve to the largest last x. A curve
+    counts at a grid x only inside its own x range (from its first to its last point), where it is
+    linearly interpolated between its points; outside that range it is absent, never extrapolated.
+    So where only the furthest seed has got to, the mean is that seed's curve and the spread is 0;
+    where no curve covers x (curves that do not overlap) every statistic is NaN.
+    Non-finite points are dropped first; a curve without any finite point is left out.
+    """
+    kept = []
+    for x, y in curves:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if not ok.all():
+            x, y = x[ok], y[ok]
+        if not len(x):
+            continue
+        if np.any(x[1:] < x[:-1]):  # np.interp wants increasing x (a resumed run may step back)
+            order = np.argsort(x, kind="stable")
+            x, y = x[order], y[order]
+        kept.append((x, y))
+    if not kept:
+        return None
+    lo = min(float(x[0]) for x, _ in kept)
+    hi = max(float(x[-1]) for x, _ in kept)
+    grid = np.linspace(lo, hi, max(2, points)) if hi > lo else np.array([lo])
+    values = np.full((len(kept), len(grid)), np.nan)
+    for row, (x, y) in zip(values, kept):
+        inside = (grid >= x[0]) & (grid <= x[-1])
+        row[inside] = np.interp(grid[inside], x, y)
+    present = np.isfinite(values)
+    count = present.sum(axis=0)
+    total = np.where(present, values, 0.0).sum(axis=0)
+    mean = total / np.maximum(count, 1)
+    spread = np.where(present, values - mean, 0.0)
+    std = np.sqrt((spread ** 2).sum(axis=0) / np.maximum(count, 1))
+    low = np.where(present, values, np.inf).min(axis=0)
+    high = np.where(present, values, -np.inf).max(axis=0)
+    gap = count == 0  # between curves that do not overlap: nothing to show
+    if gap.any():
+        mean, std, low, high = (np.where(gap, np.nan, a) for a in (mean, std, low, high))
+    return SeedStats(grid, mean, std, low, high, count)
 
 
 def symlog(y: np.ndarray) -> np.ndarray:
