@@ -1,0 +1,183 @@
+"""Runs grouped by configuration, their seeds aggregated: what `spintui watch EXPERIMENT` shows.
+
+A group is the runs of one algorithm whose resolved config (run.json's "config") is equal in every
+key but `seed`: the seeds of one point of an experiment's grid, or of any runs watched together.
+A group is named after the keys that differ between the groups (`gamma=0.98 lr=0.001`).
+
+The Return plot shows, per group, the mean of its seeds' smoothed training returns with a band
+behind it, mean +- std (population std over the seeds present) or min to max, on a grid of x
+values; `series.across_seeds` states the rule for seeds of different lengths. The table gives per
+group: its final test return (each run's last test return, then the mean +- population std over
+the runs that have one), how many runs are finished, running, queued, stopped and crashed
+(crashed, failed and damaged), and steps/s (the mean over the group's runs of each run's latest).
+
+Pure functions of polled `RunTail`s and the view settings, without Textual.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spintui.algos.grid import value_label
+from spintui.errors import RunError, UsageError
+from spintui.profiles.store import read_manifest
+from spintui.tui.data import RunTail
+from spintui.tui.plot_data import PlotBand, PlotData, PlotLine, ViewSettings, format_number, x_label, x_values
+from spintui.tui.series import across_seeds, symlog
+
+COUNTED = ("finished", "running", "queued", "stopped", "crashed")
+COUNTED_AS = {"failed": "crashed", "damaged": "crashed"}
+TABLE_COLUMNS = ("group", "seeds", "final test return", *COUNTED, "steps/s")
+BAND_NAMES = {"std": "± std", "minmax": "min–max"}
+
+
+def runs_kind(run_dirs: list) -> str:
+    """The runs' kind (their manifests' `kind`); runs of different kinds are an error."""
+    if not run_dirs:
+        raise RunError("no runs to watch")
+    kinds = {str(read_manifest(p).get("kind") or "train") for p in run_dirs}
+    if len(kinds) > 1:
+        raise UsageError(f"cannot watch {' and '.join(sorted(kinds))} runs together; give runs of one kind")
+    return kinds.pop()
+
+
+def grouped(run_dirs: list, experiment=None) -> bool:
+    """Whether runs are shown grouped by configuration: an experiment, or several training runs."""
+    return runs_kind(run_dirs) == "train" and (experiment is not None or len(run_dirs) > 1)
+
+
+@dataclass
+class Group:
+    label: str
+    tails: list[RunTail] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # algo and every config key but seed
+
+
+def configuration(tail: RunTail) -> dict:
+    """What makes runs the same configuration: the algorithm and every config key but the seed."""
+    config = tail.manifest.get("config") or {}
+    return {"algo": tail.manifest.get("algo"), **{k: v for k, v in config.items() if k != "seed"}}
+
+
+def group_runs(tails: list[RunTail]) -> list[Group]:
+    """The tails grouped by configuration, groups in the order of their first run."""
+    groups: dict[str, Group] = {}
+    for tail in tails:
+        settings = configuration(tail)
+        key = json.dumps(settings, sort_keys=True, default=str)
+        groups.setdefault(key, Group("", [], settings)).tails.append(tail)
+    out = list(groups.values())
+    varying = varying_keys([g.settings for g in out])
+    for group in out:
+        group.label = " ".join(f"{k}={label(group.settings.get(k))}" for k in varying) or default_label(group)
+    return out
+
+
+def varying_keys(settings: list[dict]) -> list[str]:
+    """The keys whose value differs between `settings`, in the order they first appear."""
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    return [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1]
+
+
+def label(value) -> str:
+    return "-" if value is None else value_label(value)
+
+
+def default_label(group: Group) -> str:
+    env = group.tails[0].manifest.get("env") if group.tails else None
+    return " ".join(str(p) for p in (group.settings.get("algo"), env) if p) or "all runs"
+
+
+# --------------------------------------------------------------------------------------------------
+# The Return plot
+
+
+def group_stats(group: Group, settings: ViewSettings):
+    """`SeedStats` of the group's smoothed training returns (None before any episode)."""
+    curves = []
+    for tail in group.tails:
+        train, _ = tail.return_series()
+        if train is None or not len(train):
+            continue
+        y = train.smoothed(settings.smoothing) if settings.smoothing > 0 else train.values
+        curves.append((x_values(train, tail, settings.x_axis), y))
+    return across_seeds(curves, points=2 * settings.plot_width) if curves else None
+
+
+def group_return_plot(groups: list[Group], settings: ViewSettings) -> PlotData:
+    """Per group, the mean of its seeds' smoothed returns over a band of their spread."""
+    lines, bands, legend = [], [], []
+    for i, group in enumerate(groups):
+        stats = group_stats(group, settings)
+        legend.append((group.label, i))
+        if stats is None:
+            continue
+        low, high = (stats.mean - stats.std, stats.mean + stats.std) if settings.band == "std" else \
+            (stats.low, stats.high)
+        mean = stats.mean
+        if settings.log_y:
+            mean, low, high = symlog(mean), symlog(low), symlog(high)
+        bands.append(PlotBand(group.label, stats.x, low, high, i))
+        lines.append(PlotLine(group.label, stats.x, mean, i))
+    reason = "" if lines else "no episodes yet"
+    return PlotData("Return", lines, x_label(settings), settings.log_y, reason, legend, bands)
+
+
+# --------------------------------------------------------------------------------------------------
+# The table
+
+
+def final_test_return(tail: RunTail) -> float | None:
+    """The run's last test return: as its progress says, else its last epoch's average, else the
+    mean of the test episodes at its last test step; None when it has none."""
+    value = (tail.manifest.get("progress") or {}).get("test_return")
+    if _number(value):
+        return float(value)
+    stats = tail.epoch_stats.get("AverageTestEpRet")
+    if stats is not None and len(stats):
+        return stats.last()
+    test = tail.test_episodes
+    if len(test):
+        steps = test.steps
+        return float(np.mean(test.values[steps == steps[-1]]))
+    return None
+
+
+def group_row(group: Group, now: float) -> dict:
+    counts = dict.fromkeys(COUNTED, 0)
+    for tail in group.tails:
+        status = tail.status(now)
+        status = COUNTED_AS.get(status, status)
+        if status in counts:
+            counts[status] += 1
+    finals = [f for f in map(final_test_return, group.tails) if f is not None]
+    rates = [r for r in (t.current_steps_per_sec() for t in group.tails) if r is not None and math.isfinite(r)]
+    return {
+        "group": group.label, "runs": [t.name for t in group.tails], "seeds": len(group.tails), **counts,
+        "final_mean": float(np.mean(finals)) if finals else None,
+        "final_std": float(np.std(finals)) if finals else None, "final_n": len(finals),
+        "steps_per_sec": float(np.mean(rates)) if rates else None,
+    }
+
+
+def group_rows(groups: list[Group], now: float) -> list[dict]:
+    return [group_row(g, now) for g in groups]
+
+
+def row_cells(row: dict) -> list[str]:
+    """A row's cells in TABLE_COLUMNS order, as the dashboard and the headless table print them."""
+    final = "-"
+    if row["final_mean"] is not None:
+        final = f"{row['final_mean']:.1f} ± {row['final_std']:.1f}"
+        if row["final_n"] < row["seeds"]:
+            final += f" ({row['final_n']} of {row['seeds']})"
+    rate = "-" if row["steps_per_sec"] is None else format_number(row["steps_per_sec"])
+    return [row["group"], str(row["seeds"]), final, *(str(row[k]) for k in COUNTED), rate]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
