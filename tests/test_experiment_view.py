@@ -5,6 +5,7 @@ table printed without a terminal."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from spintui.profiles.experiments import experiment_run_dirs
+from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import create_run
 from spintui.tui.data import RunTail, poll_tails
 from spintui.tui.frames import ExperimentFrame, ExperimentInfo, experiment_frame
@@ -158,3 +160,47 @@ def test_several_runs_fit_80x24_grouped(tmp_path, recorded_run, screen_text, wai
             lines = text.splitlines()
             assert len(lines) == 24 and all(len(ln) <= 80 for ln in lines)
     asyncio.run(go())
+
+
+# ------------------------------------------------------------------------------------------------
+# Without a terminal
+
+
+def cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "spintui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env={**os.environ, "NO_COLOR": "1"}, **kw)
+
+
+def test_headless_watch_prints_the_table_once_for_a_finished_experiment(tmp_path, recorded_experiment):
+    recorded_experiment(tmp_path)
+    out, err = cli("watch", "--runs-dir", str(tmp_path), "exp").communicate(timeout=60)
+    assert err == ""
+    assert out.count("experiment exp: finished") == 1 and out.count("gamma=0.98") == 1, out
+    assert "-190.0 ± 8.2" in out and "-240.0 ± 8.2" in out
+
+
+def test_headless_watch_prints_the_table_again_when_it_changes_and_ends_with_the_runs(tmp_path,
+                                                                                      recorded_experiment):
+    exp = recorded_experiment(tmp_path, seeds=(0, 1), statuses={"gamma0.99_s1": "running"})
+    live = RunWriter(exp / "gamma0.99_s1", heartbeat=False)  # this test's process is the trainer now
+    live.update_manifest()
+    proc = cli("watch", "--runs-dir", str(tmp_path), "exp")
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, "a run is still running"
+        live.set_progress(test_return=-240.0)
+        live.close("finished")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    tables = out.split("experiment exp: ")
+    assert [t.split()[0] for t in tables[1:]] == ["running", "finished"], out
+    # group, seeds, final test return, finished, running, queued, stopped, crashed, steps/s
+    assert table_row(tables[1], "gamma=0.99") == ["gamma=0.99", "2", "-245.0 ± 5.0", "1", "1", "0", "0", "0", "105"]
+    assert table_row(tables[2], "gamma=0.99")[3:5] == ["2", "0"] and err == ""
+
+
+def table_row(table: str, group: str) -> list[str]:
+    line = next(ln for ln in table.splitlines() if f" {group} " in ln)
+    return [cell.strip() for cell in line.strip("│ ").split("│")]

@@ -23,7 +23,8 @@ class RunsOptions:
 
 @dataclass
 class WatchOptions:
-    runs: list[str] = option(["latest"], "Run paths, names, globs or 'latest'.", argument=True, metavar="RUN...")
+    runs: list[str] = option(["latest"], "Runs or experiments: paths, names (EXPERIMENT/RUN for a run in one), "
+                             "globs or 'latest'.", argument=True, metavar="RUN...")
     runs_dir: Path | None = runs_dir_option()
 
 
@@ -70,26 +71,38 @@ def runs(given: dict) -> None:
 
 
 def watch(given: dict) -> None:
-    """Open the live dashboard on one or more runs, live or finished."""
-    from spintui.profiles.runs import resolve_watch_runs
+    """Open the live dashboard on runs, live or finished; an experiment, or several training runs,
+    show grouped by configuration (mean and spread of the seeds). Without a terminal: one run is
+    followed line by line, several runs or an experiment print their group table when it changes."""
+    from spintui.profiles.experiments import common_experiment
+    from spintui.profiles.runs import resolve_watch
+    from spintui.tui.run_groups import grouped
 
     opts = build(WatchOptions, given)
     directory = runs_dir_or_default(opts.runs_dir)
-    run_dirs = resolve_watch_runs(opts.runs, directory,
-                                  warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
+    target = resolve_watch(opts.runs, directory,
+                           warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
+    run_dirs = target.runs
+    experiment = common_experiment(run_dirs) if target.experiments or len(run_dirs) > 1 else None
+    several = grouped(run_dirs, experiment)
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        if several:
+            from spintui.tui.experiment_follow import follow_groups
+
+            follow_groups(run_dirs, experiment)
+            return
         if len(run_dirs) > 1:
-            raise UsageError("watching several runs needs a terminal; give one run to follow it headless")
+            raise UsageError("watching several profile runs needs a terminal; give one run to follow it headless")
         from spintui.tui.follow import follow_run
 
         follow_run(run_dirs[0], stop_on_interrupt=False)  # a viewer never stops someone's training
         return
     from spintui.tui.data import Preload
 
-    preload = Preload(run_dirs)  # reads the runs while Textual is imported
+    preload = Preload(run_dirs, scalars=not several)  # reads the runs while Textual is imported
     from spintui.tui.app import run_dashboard
 
-    run_dashboard(run_dirs, preload=preload)
+    run_dashboard(run_dirs, preload=preload, experiment=experiment)
 
 
 def evaluate(given: dict) -> None:
