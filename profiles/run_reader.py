@@ -60,6 +60,17 @@ class RunReader:
         self.manifest: dict = {}
         self.key_names: dict[int, str] = {}
 
+    @property
+    def metrics_offset(self) -> int:
+        """How far into metrics.jsonl the records returned so far go (bytes)."""
+        return self._metrics_offset
+
+    def resume_metrics(self, offset: int, key_names: dict[int, str]) -> None:
+        """Go on reading metrics.jsonl from `offset`, as if its records up to there had been read
+        (by a viewer that kept what it parsed), with the scalar key names they define."""
+        self._metrics_offset = offset
+        self.key_names.update(key_names)
+
     def _read_from(self, path: Path, offset: int) -> bytes:
         try:
             with open(path, "rb") as f:

@@ -12,6 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+@pytest.fixture(autouse=True)
+def viewer_cache(tmp_path_factory, monkeypatch):
+    """Viewers (and the CLIs tests start) keep their parse cache in a directory of the test's own."""
+    directory = tmp_path_factory.mktemp("viewer-cache")
+    monkeypatch.setenv("SPINTUI_VIEWER_CACHE", str(directory))
+    return directory
+
+
 # --------------------------------------------------------------------------------------------------
 # Dashboards: recorded runs to show, and helpers for driving an App through Textual's pilot
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.store import effective_status
+from spintui.tui import tail_cache
 from spintui.tui.series import Series
 
 # --------------------------------------------------------------------------------------------------
@@ -73,6 +74,7 @@ class RunTail:
     data_version: int = 0  # bumped only when records or scalars arrived: what plots depend on
     rate_points: Series = field(default_factory=lambda: Series("progress"))  # (step, time) seen in heartbeats
     read_scalars: bool = True  # False: never read scalars.bin (a view of returns and progress only)
+    cached_offset: int = field(default=-1, init=False)  # how far into metrics.jsonl tail_cache holds; -1 unasked
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -94,9 +96,14 @@ class RunTail:
         return effective_status(self.manifest, now) if self.manifest else "unknown"
 
     def poll(self) -> bool:
-        """Read what is new; returns True if anything changed."""
+        """Read what is new; returns True if anything changed. A large log is parsed once per
+        machine: what was parsed is kept in the viewer's cache (tui/tail_cache.py)."""
+        restored = False
+        if self.cached_offset < 0:
+            restored = tail_cache.load(self)
+            self.cached_offset = self.reader.metrics_offset
         update = self.reader.poll()
-        if not update:
+        if not update and not restored:
             return False
         if update.manifest is not None:
             self.manifest = update.manifest
@@ -111,35 +118,37 @@ class RunTail:
             self.records += len(part.values)
         self._take_records(update.records)
         self.version += 1
-        if update.records or update.scalars:
+        if update.records or update.scalars or restored:
             self.data_version += 1
+        if self.reader.metrics_offset - self.cached_offset >= tail_cache.CACHE_MIN_BYTES:
+            if tail_cache.save(self):
+                self.cached_offset = self.reader.metrics_offset
         return True
 
+    def epoch_series(self, name: str) -> Series:
+        series = self.epoch_stats.get(name)
+        if series is None:
+            series = self.epoch_stats[name] = Series(name)
+        return series
+
     def _take_records(self, records: list[dict]) -> None:
-        ep_step, ep_time, ep_ret = [], [], []
-        test_step, test_time, test_ret = [], [], []
+        self.records += len(records)
+        episodes = [rec for rec in records if rec.get("kind") == "episode"]
+        if episodes:
+            self._take_episodes(episodes)
+        if len(episodes) == len(records):
+            return
         for rec in records:
             kind = rec.get("kind")
-            self.records += 1
-            if kind == "episode":
-                point = _numbers(rec.get("step"), rec.get("time"), rec.get("ret"))
-                if point is None:
-                    continue  # a damaged or foreign record: skip it, as the store skips torn lines
-                steps, times, rets = (test_step, test_time, test_ret) if rec.get("test") else (ep_step, ep_time, ep_ret)
-                steps.append(point[0]); times.append(point[1]); rets.append(point[2])
-            elif kind == "epoch":
+            if kind == "epoch":
                 point = _numbers(rec.get("step"), rec.get("time"), 0.0)
                 stats = rec.get("stats")
                 if point is None or not isinstance(stats, dict):
                     continue
                 step, t, _ = point
                 for key, value in stats.items():
-                    if not isinstance(value, (int, float)) or isinstance(value, bool):
-                        continue
-                    series = self.epoch_stats.get(key)
-                    if series is None:
-                        series = self.epoch_stats[key] = Series(key)
-                    series.append([step], [t], [value])
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        self.epoch_series(key).append([step], [t], [value])
             elif kind == "kernel":
                 self.kernels.append(rec)
             elif kind == "event":
@@ -147,8 +156,24 @@ class RunTail:
                 del self.events[:-50]
             elif kind == "gpu":
                 self.last_gpu = rec
-        self.episodes.append(ep_step, ep_time, ep_ret)
-        self.test_episodes.append(test_step, test_time, test_ret)
+
+    def _take_episodes(self, episodes: list[dict]) -> None:
+        """Episode records into the training and test series, a column at a time (an experiment's
+        runs may hold millions). One whose step, time or return is not a number is skipped, as the
+        store skips a torn line."""
+        try:
+            columns = [np.array([rec.get(k) for rec in episodes], dtype=np.float64) for k in ("step", "time", "ret")]
+        except (TypeError, ValueError):  # a list or a word where a number belongs: record by record
+            points = [_numbers(rec.get("step"), rec.get("time"), rec.get("ret")) for rec in episodes]
+            episodes = [rec for rec, point in zip(episodes, points) if point is not None]
+            columns = list(np.array([p for p in points if p is not None], dtype=np.float64).reshape(-1, 3).T)
+        test = np.array([bool(rec.get("test")) for rec in episodes], dtype=bool)
+        step, when, ret = columns
+        ok = ~(np.isnan(step) | np.isnan(when) | np.isnan(ret))  # null (or missing) became NaN
+        train = ok & ~test
+        self.episodes.append(step[train], when[train], ret[train])
+        test &= ok
+        self.test_episodes.append(step[test], when[test], ret[test])
 
     # -- what the panels show -------------------------------------------------------------------
     def return_series(self) -> tuple[Series | None, Series | None]:
