@@ -70,7 +70,7 @@ def test_a_log_that_does_not_match_its_entry_is_read_in_full(tmp_path, small_thr
     tail.poll()
     assert tail.episodes.values[0] == -7.0, "read from the log, not from the entry made for the old one"
 
-    (next(viewer_cache.iterdir())).write_bytes(b"not an npz")  # a damaged entry is a miss
+    (next(viewer_cache.iterdir())).write_bytes(b"not a cache entry")  # a damaged entry is a miss
     again = RunTail(rd)
     again.poll()
     same(tail, again)
@@ -82,3 +82,17 @@ def test_off_disables_the_cache(tmp_path, small_threshold, monkeypatch, viewer_c
     with RunWriter(rd, heartbeat=False) as run:
         write(run, 0, 400)
     assert RunTail(rd).poll() and not any(viewer_cache.iterdir())
+
+
+def test_the_smoothed_returns_are_kept_too(tmp_path, small_threshold, monkeypatch):
+    rd = create_run(tmp_path, kind="train", algo="sac", env="Pendulum-v1", seed=0)
+    with RunWriter(rd, heartbeat=False) as run:
+        write(run, 0, 400)
+    first = RunTail(rd)
+    first.poll(keep=False)  # as Preload does: parse, smooth, then keep both
+    expected = first.episodes.smoothed(0.6).copy()
+    first.keep_parsed()
+    second = RunTail(rd)
+    second.poll()
+    monkeypatch.setattr("spintui.tui.series.ema_debiased", lambda *a: pytest.fail("smoothed again"))
+    np.testing.assert_array_equal(second.episodes.smoothed(0.6), expected)

@@ -75,6 +75,9 @@ class RunTail:
     rate_points: Series = field(default_factory=lambda: Series("progress"))  # (step, time) seen in heartbeats
     read_scalars: bool = True  # False: never read scalars.bin (a view of returns and progress only)
     cached_offset: int = field(default=-1, init=False)  # how far into metrics.jsonl tail_cache holds; -1 unasked
+    _status_memo: tuple | None = field(default=None, init=False, repr=False)  # (now, manifest, status)
+    _cached_smoothing: bool = field(default=False, init=False, repr=False)  # the entry holds smoothed returns
+    derived: dict = field(default_factory=dict, init=False, repr=False)  # what views computed from it, by name
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -93,15 +96,28 @@ class RunTail:
         return str(self.manifest.get("kind") or "train")
 
     def status(self, now: float | None = None) -> str:
-        return effective_status(self.manifest, now) if self.manifest else "unknown"
+        """effective_status of the manifest; asked again at the same `now`, the answer it gave (a
+        frame asks for every run's status several times, and each asks the OS about a live writer)."""
+        if not self.manifest:
+            return "unknown"
+        if now is None:
+            return effective_status(self.manifest)
+        memo = self._status_memo
+        if memo is not None and memo[0] == now and memo[1] is self.manifest:
+            return memo[2]
+        status = effective_status(self.manifest, now)
+        self._status_memo = (now, self.manifest, status)
+        return status
 
-    def poll(self) -> bool:
+    def poll(self, keep: bool = True) -> bool:
         """Read what is new; returns True if anything changed. A large log is parsed once per
-        machine: what was parsed is kept in the viewer's cache (tui/tail_cache.py)."""
+        machine: what was parsed is kept in the viewer's cache (tui/tail_cache.py) unless `keep` is
+        False (then call `keep_parsed` later)."""
         restored = False
         if self.cached_offset < 0:
             restored = tail_cache.load(self)
             self.cached_offset = self.reader.metrics_offset
+            self._cached_smoothing = self.episodes.smoothing_kept() is not None
         update = self.reader.poll()
         if not update and not restored:
             return False
@@ -120,10 +136,19 @@ class RunTail:
         self.version += 1
         if update.records or update.scalars or restored:
             self.data_version += 1
-        if self.reader.metrics_offset - self.cached_offset >= tail_cache.CACHE_MIN_BYTES:
-            if tail_cache.save(self):
-                self.cached_offset = self.reader.metrics_offset
+        if keep:
+            self.keep_parsed()
         return True
+
+    def keep_parsed(self) -> None:
+        """Update the cache entry when CACHE_MIN_BYTES more of the log were parsed since it was
+        written, or when the training returns were smoothed since (for a large log)."""
+        grown = self.reader.metrics_offset - self.cached_offset >= tail_cache.CACHE_MIN_BYTES
+        smoothed = not self._cached_smoothing and self.episodes.smoothing_kept() is not None and \
+            self.reader.metrics_offset >= tail_cache.CACHE_MIN_BYTES
+        if (grown or smoothed) and tail_cache.save(self):
+            self.cached_offset = self.reader.metrics_offset
+            self._cached_smoothing = self.episodes.smoothing_kept() is not None
 
     def epoch_series(self, name: str) -> Series:
         series = self.epoch_stats.get(name)
@@ -204,14 +229,14 @@ class RunTail:
         n = len(self.episodes)
         if n < 2:
             return None
-        cached = getattr(self, "_derived_rate", None)
+        cached = self.derived.get("rate")
         if cached is None or cached[0] != n:
             steps, times = self.episodes.steps, self.episodes.times
             dt = np.diff(times)
             ok = dt > 0
             derived = Series("steps/s (from episodes)")
             derived.append(steps[1:][ok], times[1:][ok], np.diff(steps)[ok] / dt[ok])
-            self._derived_rate = cached = (n, derived)
+            self.derived["rate"] = cached = (n, derived)
         return cached[1]
 
     def current_steps_per_sec(self) -> float | None:
@@ -284,11 +309,14 @@ class Preload:
     """Start reading runs in a thread now (before the UI toolkit is even imported); `tails()` joins.
 
     A late attach to a big finished run then overlaps its first read with interpreter start-up.
+    With `smoothing` (the dashboard's EMA weight) it also smooths each run's training returns,
+    which the first frame draws (a series keeps its smoothed values).
     """
 
-    def __init__(self, run_dirs, scalars: bool = True):
+    def __init__(self, run_dirs, scalars: bool = True, smoothing: float = 0.0):
         self._run_dirs = [Path(p) for p in run_dirs]
         self._scalars = scalars
+        self._smoothing = smoothing
         self._tails: list[RunTail] | None = None
         self._thread = threading.Thread(target=self._load, name="spintui-preload", daemon=True)
         self._thread.start()
@@ -297,7 +325,12 @@ class Preload:
         try:
             tails = [RunTail(p, read_scalars=self._scalars) for p in self._run_dirs]
             for tail in tails:
-                tail.poll()
+                tail.poll(keep=False)
+            for tail in tails:
+                train, _ = tail.return_series()
+                if train is not None and self._smoothing > 0:
+                    train.smoothed(self._smoothing)
+                tail.keep_parsed()  # once, with the smoothed returns
             self._tails = tails
         except Exception:  # the data worker starts over and reports the problem itself
             self._tails = None

@@ -98,8 +98,10 @@ def watch(given: dict) -> None:
         follow_run(run_dirs[0], stop_on_interrupt=False)  # a viewer never stops someone's training
         return
     from spintui.tui.data import Preload
+    from spintui.tui.plot_data import ViewSettings
 
-    preload = Preload(run_dirs, scalars=not several)  # reads the runs while Textual is imported
+    # Reads (and smooths) the runs while Textual is imported.
+    preload = Preload(run_dirs, scalars=not several, smoothing=ViewSettings().smoothing)
     from spintui.tui.app import run_dashboard
 
     run_dashboard(run_dirs, preload=preload, experiment=experiment)

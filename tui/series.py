@@ -52,6 +52,27 @@ class Series:
         self._values[self._n:need] = values
         self._n = need
 
+    def adopt(self, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        """Fill an empty series with these float64 arrays as they are, without a copy (they may be
+        read-only: the next append moves the data into arrays of the series' own)."""
+        if self._n or not (len(steps) == len(times) == len(values)):
+            raise ValueError("adopt fills an empty series with arrays of one length")
+        self._steps, self._times, self._values = steps, times, values
+        self._n = len(values)
+
+    def smoothing_kept(self) -> tuple[float, EmaState, np.ndarray] | None:
+        """(weight, state, smoothed values) of the last `smoothed` call, if it covers every point."""
+        cached = self._ema
+        if cached is None or cached[1] != self._n:
+            return None
+        return cached[0], cached[2], cached[3]
+
+    def keep_smoothing(self, weight: float, state: EmaState, smoothed: np.ndarray) -> None:
+        """What `smoothing_kept` gave for these same points: `smoothed(weight)` then costs nothing."""
+        if len(smoothed) != self._n:
+            raise ValueError("smoothed values for another number of points")
+        self._ema = (weight, self._n, EmaState(state.last, state.count), smoothed)
+
     @property
     def steps(self) -> np.ndarray:
         return self._steps[: self._n]
@@ -174,7 +195,23 @@ class SeedStats:
     count: np.ndarray
 
 
-def across_seeds(curves: list[tuple[np.ndarray, np.ndarray]], points: int) -> SeedStats | None:
+def clean_curve(x, y) -> tuple[np.ndarray, np.ndarray] | None:
+    """The curve's finite points in increasing x (np.interp needs them so; a resumed run may step
+    back); None when no point is finite. Arrays that need no change come back as they are."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.all():
+        x, y = x[ok], y[ok]
+    if not len(x):
+        return None
+    if np.any(x[1:] < x[:-1]):
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
+    return x, y
+
+
+def across_seeds(curves: list[tuple[np.ndarray, np.ndarray]], points: int, clean: bool = True) -> SeedStats | None:
     """The statistics of `curves` (x, y pairs, one per seed) on a grid of `points` evenly spaced x.
 
     The rule: the grid runs from the smallest first x of any curve to the largest last x. A curve
@@ -182,21 +219,10 @@ def across_seeds(curves: list[tuple[np.ndarray, np.ndarray]], points: int) -> Se
     linearly interpolated between its points; outside that range it is absent, never extrapolated.
     So where only the furthest seed has got to, the mean is that seed's curve and the spread is 0;
     where no curve covers x (curves that do not overlap) every statistic is NaN.
-    Non-finite points are dropped first; a curve without any finite point is left out.
+    Non-finite points are dropped first; a curve without any finite point is left out
+    (`clean=False`: the curves come from clean_curve already).
     """
-    kept = []
-    for x, y in curves:
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        ok = np.isfinite(x) & np.isfinite(y)
-        if not ok.all():
-            x, y = x[ok], y[ok]
-        if not len(x):
-            continue
-        if np.any(x[1:] < x[:-1]):  # np.interp wants increasing x (a resumed run may step back)
-            order = np.argsort(x, kind="stable")
-            x, y = x[order], y[order]
-        kept.append((x, y))
+    kept = [c for c in (clean_curve(x, y) for x, y in curves) if c is not None] if clean else list(curves)
     if not kept:
         return None
     lo = min(float(x[0]) for x, _ in kept)

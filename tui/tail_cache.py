@@ -20,17 +20,20 @@ directory itself is never written (it may be read-only, or shared over NFS).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+import struct
 import time
 from pathlib import Path
 
 import numpy as np
 
+from spintui.tui.series import EmaState
+
 CACHE_ENV = "SPINTUI_VIEWER_CACHE"
 CACHE_MIN_BYTES = 1 << 20
 FORMAT = 1
+MAGIC = b"spintui-tail-cache\n"  # then the JSON header's length (8 bytes), the header, the arrays
 PROBE = 4096
 KEEP_S = 30 * 86400
 _pruned = False
@@ -49,7 +52,7 @@ def entry_path(metrics: Path) -> Path | None:
     if directory is None:
         return None
     key = hashlib.sha1(str(Path(metrics).resolve()).encode()).hexdigest()
-    return directory / f"{key}.npz"
+    return directory / f"{key}.bin"
 
 
 def fingerprint(metrics: Path, offset: int) -> dict | None:
@@ -68,7 +71,8 @@ def fingerprint(metrics: Path, offset: int) -> dict | None:
 
 
 def save(tail) -> bool:
-    """Store what `tail` (a RunTail) has parsed from its log; False where it cannot."""
+    """Store what `tail` (a RunTail) has parsed from its log, and its training returns' smoothed
+    values when it has them for every episode; False where it cannot."""
     path = entry_path(tail.reader.paths.metrics)
     offset = tail.reader.metrics_offset
     stamp = fingerprint(tail.reader.paths.metrics, offset) if path is not None else None
@@ -80,14 +84,22 @@ def save(tail) -> bool:
             "kernels": tail.kernels, "events": tail.events, "last_gpu": tail.last_gpu,
             "epoch_stats": {name: [s.steps.tolist(), s.times.tolist(), s.values.tolist()]
                             for name, s in tail.epoch_stats.items()}}
-    arrays = {f"{which}_{column}": getattr(getattr(tail, which), column)
-              for which in ("episodes", "test_episodes") for column in ("steps", "times", "values")}
-    buffer = io.BytesIO()
+    arrays = [np.ascontiguousarray(getattr(getattr(tail, which), column), dtype="<f8")
+              for which in ("episodes", "test_episodes") for column in ("steps", "times", "values")]
+    kept = tail.episodes.smoothing_kept()
+    if kept is not None:  # the training returns' smoothed values (what a grouped view draws)
+        meta["smoothing"] = {"weight": kept[0], "last": kept[1].last, "count": kept[1].count}
+        arrays.append(np.ascontiguousarray(kept[2], dtype="<f8"))
+    meta["lengths"] = [len(a) for a in arrays]
     try:
-        np.savez(buffer, meta=np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8), **arrays)
+        head = json.dumps(meta, default=str).encode()
+        head += b" " * (-len(head) % 8)  # the arrays start 8-byte aligned
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(buffer.getvalue())
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + struct.pack("<Q", len(head)) + head)
+            for a in arrays:
+                f.write(a.tobytes())
         os.replace(tmp, path)
     except (OSError, TypeError, ValueError):
         return False
@@ -101,25 +113,40 @@ def load(tail) -> bool:
     if path is None:
         return False
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(npz["meta"].tobytes())
-            arrays = {name: npz[name] for name in npz.files if name != "meta"}
+        data = path.read_bytes()
+        if not data.startswith(MAGIC):
+            return False
+        start = len(MAGIC) + 8
+        (size,) = struct.unpack_from("<Q", data, len(MAGIC))
+        meta = json.loads(data[start:start + size])
         if meta.get("format") != FORMAT:
             return False
+        arrays, at = [], start + size
+        for length in meta["lengths"]:
+            arrays.append(np.frombuffer(data, dtype="<f8", count=int(length), offset=at))
+            at += 8 * int(length)
         offset = int(meta["offset"])
         stamp = fingerprint(tail.reader.paths.metrics, offset)
         if stamp is None or any(stamp[k] != meta[k] for k in ("head", "tail")):
             return False
-        columns = {which: [np.asarray(arrays[f"{which}_{c}"], dtype=np.float64) for c in ("steps", "times", "values")]
-                   for which in ("episodes", "test_episodes")}
+        smoothing = meta.get("smoothing")
+        if len(arrays) != (7 if smoothing else 6) or len({len(a) for a in [*arrays[:3], *arrays[6:]]}) != 1 \
+                or len({len(a) for a in arrays[3:6]}) != 1:
+            return False
+        columns = {"episodes": arrays[:3], "test_episodes": arrays[3:6]}
+        if smoothing:
+            smoothing = (float(smoothing["weight"]), EmaState(float(smoothing["last"]), int(smoothing["count"])),
+                         arrays[6])
         epochs = {str(name): [np.asarray(v, dtype=np.float64) for v in series]
                   for name, series in meta["epoch_stats"].items()}
         kernels, events, records = list(meta["kernels"]), list(meta["events"]), int(meta["records"])
         key_names = {int(k): str(v) for k, v in meta["key_names"].items()}
-    except (OSError, KeyError, TypeError, ValueError, AttributeError):
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, struct.error):
         return False
     for which, (steps, times, values) in columns.items():  # all checked: now fill the tail
-        getattr(tail, which).append(steps, times, values)
+        getattr(tail, which).adopt(steps, times, values)
+    if smoothing:
+        tail.episodes.keep_smoothing(*smoothing)
     for name, (steps, times, values) in epochs.items():
         tail.epoch_series(name).append(steps, times, values)
     tail.kernels.extend(kernels)
@@ -142,7 +169,7 @@ def _prune(directory: Path) -> None:
     cutoff = time.time() - KEEP_S
     try:
         for entry in directory.iterdir():
-            if entry.suffix == ".npz" and entry.stat().st_mtime < cutoff:
+            if entry.suffix == ".bin" and entry.stat().st_mtime < cutoff:
                 entry.unlink()
     except OSError:
         pass
