@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -52,7 +53,7 @@ def test_runs_are_grouped_by_every_config_key_but_the_seed(tmp_path, recorded_ex
 def test_each_group_is_the_mean_of_its_seeds_over_a_band(tmp_path, recorded_experiment):
     exp = recorded_experiment(tmp_path)  # return -1000 + step / 10 + 100 * seed - 200 * gamma index
     groups = group_runs(polled(experiment_run_dirs(exp)))
-    plot = group_return_plot(groups, RAW)
+    plot, layers = group_return_plot(groups, RAW)
     assert [ln.label for ln in plot.lines] == [b.label for b in plot.bands] == ["gamma=0.98", "gamma=0.99"]
     assert plot.legend == [("gamma=0.98", 0), ("gamma=0.99", 1)]
     for i, (line, band) in enumerate(zip(plot.lines, plot.bands)):
@@ -61,12 +62,26 @@ def test_each_group_is_the_mean_of_its_seeds_over_a_band(tmp_path, recorded_expe
         std = 100 * np.std([0, 1, 2])
         np.testing.assert_allclose(band.low, line.y - std)
         np.testing.assert_allclose(band.high, line.y + std)
-    minmax = group_return_plot(groups, replace(RAW, band="minmax")).bands[0]
+    minmax = group_return_plot(groups, replace(RAW, band="minmax"))[0].bands[0]
     np.testing.assert_allclose(minmax.high - minmax.low, 200.0)
-    smoothed = group_return_plot(groups, replace(RAW, smoothing=0.6)).lines[0]
+    smoothed = group_return_plot(groups, replace(RAW, smoothing=0.6))[0].lines[0]
     assert smoothed.y[-1] < -1000 + 2000 / 10 + 100, "smoothing lags a rising curve"
-    logged = group_return_plot(groups, replace(RAW, log_y=True)).lines[0]
+    logged = group_return_plot(groups, replace(RAW, log_y=True))[0].lines[0]
     assert logged.y[0] == pytest.approx(-np.log10(1 + 890.0))
+
+
+def test_a_group_whose_runs_brought_nothing_new_keeps_its_layers(tmp_path, recorded_experiment):
+    exp = recorded_experiment(tmp_path)
+    tails = polled(experiment_run_dirs(exp))
+    plot, layers = group_return_plot(group_runs(tails), RAW)
+    run = RunWriter(exp / "gamma0.99_s1", heartbeat=False)
+    run.episode(2100, 0.0, 100)
+    run.flush()
+    assert poll_tails(tails) == ""
+    again, _ = group_return_plot(group_runs(tails), RAW, layers)
+    assert again.lines[0] is plot.lines[0] and again.bands[0] is plot.bands[0]
+    assert again.lines[1] is not plot.lines[1] and again.lines[1].x[-1] == 2100
+    run.close()
 
 
 def test_the_table_gives_final_test_returns_runs_by_status_and_steps_per_second(tmp_path, recorded_experiment):
@@ -185,12 +200,21 @@ def test_headless_watch_prints_the_table_again_when_it_changes_and_ends_with_the
     live = RunWriter(exp / "gamma0.99_s1", heartbeat=False)  # this test's process is the trainer now
     live.update_manifest()
     proc = cli("watch", "--runs-dir", str(tmp_path), "exp")
+    out = []
+    reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
-        time.sleep(3)
+        deadline = time.monotonic() + 60
+        while "experiment exp: running" not in "".join(out) and time.monotonic() < deadline:
+            live.update_manifest()  # the heartbeat, however slowly the viewer starts
+            time.sleep(0.2)
+        time.sleep(1.5)  # a poll or two with nothing new: no second table
         assert proc.poll() is None, "a run is still running"
         live.set_progress(test_return=-240.0)
         live.close("finished")
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        out, err = "".join(out), proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

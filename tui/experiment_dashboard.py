@@ -45,15 +45,25 @@ class GroupTable(DataTable):
         cells = [row_cells(row) for row in rows]
         if cells == self._cells:
             return
-        cursor = self.cursor_row
-        self.clear()
-        for i, row in enumerate(cells):
-            first, *rest = row
-            self.add_row(Text(first, style=colour(i)), *(Text(c, justify="right") for c in rest), key=str(i))
-        if cells and 0 <= cursor < len(cells):
-            self.move_cursor(row=cursor)
+        old = self._cells or []
+        if len(old) == len(cells) and all(a[0] == b[0] for a, b in zip(old, cells)):
+            for i, (before, after) in enumerate(zip(old, cells)):  # the same groups: only what changed
+                for column, (a, b) in enumerate(zip(before, after)):
+                    if a != b:
+                        self.update_cell(str(i), TABLE_COLUMNS[column], self._cell(i, column, b))
+        else:
+            cursor = self.cursor_row
+            self.clear()
+            for i, row in enumerate(cells):
+                self.add_row(*(self._cell(i, column, text) for column, text in enumerate(row)), key=str(i))
+            if cells and 0 <= cursor < len(cells):
+                self.move_cursor(row=cursor)
+            self.border_subtitle = f"{len(cells)} groups" if len(cells) != 1 else "1 group"
         self._cells = cells
-        self.border_subtitle = f"{len(cells)} groups" if len(cells) != 1 else "1 group"
+
+    @staticmethod
+    def _cell(row: int, column: int, text: str) -> Text:
+        return Text(text, style=colour(row)) if column == 0 else Text(text, justify="right")
 
 
 class ExperimentDashboard(DashboardBase):

@@ -57,9 +57,10 @@ class ProfileFrame(Frame):
 class ExperimentFrame(Frame):
     """Runs grouped by configuration: a Return plot with a band per group, and the groups' table."""
 
-    PLOTS: ClassVar[tuple[str, ...]] = ("returns",)
+    PLOTS: ClassVar[tuple[str, ...]] = ("returns", "layers")
 
     returns: PlotData | None = None
+    layers: dict = field(default_factory=dict, repr=False)  # each group's plot layers (group_return_plot)
     groups: list[dict] = field(default_factory=list)  # run_groups.group_row per group
     title: str = ""  # the experiment's name, or "N runs"
     status: str = ""  # the experiment's status; "" for runs outside one
@@ -127,7 +128,8 @@ def experiment_frame(tails: list[RunTail], settings: ViewSettings, now: float, e
     groups = group_runs(tails)
 
     def plots() -> dict:
-        return dict(returns=group_return_plot(groups, settings))
+        returns, layers = group_return_plot(groups, settings, previous.layers if previous is not None else None)
+        return dict(returns=returns, layers=layers)
 
     def details() -> dict:
         return dict(header=header_rows(tails, now), groups=group_rows(groups, now),

@@ -27,7 +27,7 @@ from spintui.errors import RunError, UsageError
 from spintui.profiles.store import read_manifest
 from spintui.tui.data import RunTail
 from spintui.tui.plot_data import PlotBand, PlotData, PlotLine, ViewSettings, format_number, x_label, x_values
-from spintui.tui.series import across_seeds, symlog
+from spintui.tui.series import across_seeds, clean_curve, symlog
 
 COUNTED = ("finished", "running", "queued", "stopped", "crashed")
 COUNTED_AS = {"failed": "crashed", "damaged": "crashed"}
@@ -96,35 +96,67 @@ def default_label(group: Group) -> str:
 # The Return plot
 
 
+def seed_curve(tail: RunTail, settings: ViewSettings) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's smoothed training returns against the x axis, cleaned (series.clean_curve). Kept on
+    the tail: points that arrive after it, finite and in order, are checked alone and appended, so
+    a live frame costs little per run."""
+    train, _ = tail.return_series()
+    if train is None or not len(train):
+        return None
+    y = train.smoothed(settings.smoothing) if settings.smoothing > 0 else train.values
+    x = x_values(train, tail, settings.x_axis)
+    key = (id(train), settings.smoothing, settings.x_axis)
+    kept = tail.derived.get("seed_curve")  # (key, points done, the curve is x and y as they are, curve)
+    if kept is not None and kept[0] == key and kept[3] is not None and kept[1] <= len(x):
+        _, done, as_is, (old_x, old_y) = kept
+        new_x, new_y = x[done:], y[done:]
+        if done == len(x) or (np.isfinite(new_x).all() and np.isfinite(new_y).all() and new_x[0] >= old_x[-1]
+                              and not np.any(new_x[1:] < new_x[:-1])):
+            curve = (x, y) if as_is else (np.concatenate([old_x, new_x]), np.concatenate([old_y, new_y]))
+            tail.derived["seed_curve"] = (key, len(x), as_is, curve)
+            return curve
+    curve = clean_curve(x, y)
+    as_is = curve is not None and curve[0] is x and curve[1] is y
+    tail.derived["seed_curve"] = (key, len(x), as_is, curve)
+    return curve
+
+
 def group_stats(group: Group, settings: ViewSettings):
     """`SeedStats` of the group's smoothed training returns (None before any episode)."""
-    curves = []
-    for tail in group.tails:
-        train, _ = tail.return_series()
-        if train is None or not len(train):
-            continue
-        y = train.smoothed(settings.smoothing) if settings.smoothing > 0 else train.values
-        curves.append((x_values(train, tail, settings.x_axis), y))
-    return across_seeds(curves, points=2 * settings.plot_width) if curves else None
+    curves = [c for c in (seed_curve(t, settings) for t in group.tails) if c is not None]
+    return across_seeds(curves, points=2 * settings.plot_width, clean=False) if curves else None
 
 
-def group_return_plot(groups: list[Group], settings: ViewSettings) -> PlotData:
-    """Per group, the mean of its seeds' smoothed returns over a band of their spread."""
-    lines, bands, legend = [], [], []
+def group_layers(group: Group, index: int, settings: ViewSettings) -> tuple[PlotLine, PlotBand] | None:
+    """The group's mean line and the band of its seeds' spread (None before any episode)."""
+    stats = group_stats(group, settings)
+    if stats is None:
+        return None
+    low, high = (stats.mean - stats.std, stats.mean + stats.std) if settings.band == "std" else \
+        (stats.low, stats.high)
+    mean = stats.mean
+    if settings.log_y:
+        mean, low, high = symlog(mean), symlog(low), symlog(high)
+    return PlotLine(group.label, stats.x, mean, index), PlotBand(group.label, stats.x, low, high, index)
+
+
+def group_return_plot(groups: list[Group], settings: ViewSettings, reuse: dict | None = None
+                      ) -> tuple[PlotData, dict]:
+    """Per group, the mean of its seeds' smoothed returns over a band of their spread; and the
+    layers by group, for `reuse` by the next call: a group whose runs brought nothing new since
+    (the settings unchanged) keeps its layers, so a live experiment recomputes only its live groups."""
+    lines, bands, legend, layers = [], [], [], {}
     for i, group in enumerate(groups):
-        stats = group_stats(group, settings)
+        key = (i, settings, tuple((id(t), t.data_version) for t in group.tails))
+        kept = (reuse or {}).get(group.label)
+        layers[group.label] = (key, kept[1] if kept is not None and kept[0] == key else group_layers(group, i, settings))
         legend.append((group.label, i))
-        if stats is None:
-            continue
-        low, high = (stats.mean - stats.std, stats.mean + stats.std) if settings.band == "std" else \
-            (stats.low, stats.high)
-        mean = stats.mean
-        if settings.log_y:
-            mean, low, high = symlog(mean), symlog(low), symlog(high)
-        bands.append(PlotBand(group.label, stats.x, low, high, i))
-        lines.append(PlotLine(group.label, stats.x, mean, i))
+        if layers[group.label][1] is not None:
+            line, band = layers[group.label][1]
+            lines.append(line)
+            bands.append(band)
     reason = "" if lines else "no episodes yet"
-    return PlotData("Return", lines, x_label(settings), settings.log_y, reason, legend, bands)
+    return PlotData("Return", lines, x_label(settings), settings.log_y, reason, legend, bands), layers
 
 
 # --------------------------------------------------------------------------------------------------
