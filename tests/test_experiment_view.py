@@ -107,7 +107,7 @@ def test_the_experiment_frame_is_pure_and_reused_while_nothing_changes(tmp_path,
     now = tails[0].start_time + 5
     info = ExperimentInfo("exp", "finished")
     frame = experiment_frame(tails, RAW, now, experiment=info)
-    assert isinstance(frame, ExperimentFrame) and (frame.title, frame.status) == ("exp", "finished")
+    assert isinstance(frame, ExperimentFrame) and (frame.title, frame.status) == ("experiment exp", "finished")
     assert [g["group"] for g in frame.groups] == ["gamma=0.98", "gamma=0.99"] and len(frame.header) == 6
     assert frame.trainer == (None, None), "nothing runs: no producer to sample"
     assert experiment_frame(tails, RAW, now + 1, previous=frame, experiment=info) is frame
@@ -156,6 +156,38 @@ def test_the_dashboard_shows_groups_with_a_band_and_their_table(tmp_path, record
             await pilot.pause()
         return app.outcome
     assert asyncio.run(go()) == "closed"
+
+
+def test_while_runs_are_read_the_dashboard_shows_those_read_so_far(tmp_path, recorded_experiment, screen_text,
+                                                                   wait_for):
+    from spintui.tui.experiment_dashboard import ExperimentDashboard
+
+    exp = recorded_experiment(tmp_path)
+    runs = experiment_run_dirs(exp)
+
+    class SlowPreload:  # reads the first three runs, then the rest once `go` is set
+        def __init__(self):
+            self.tails_list = polled(runs)
+            self.go = threading.Event()
+
+        def loaded(self):
+            return (self.tails_list, True) if self.go.is_set() else (self.tails_list[:3], False)
+
+        def tails(self):
+            self.go.wait(timeout=30)
+            return self.tails_list
+
+    preload = SlowPreload()
+
+    async def go():
+        app = ExperimentDashboard(runs, experiment=exp, preload=preload, refresh_s=0.1, telemetry=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: "reading runs: 3 of 6" in screen_text(app))
+            assert "(3 runs, 1 group)" in screen_text(app), "one configuration so far: it has no varying key"
+            preload.go.set()
+            await wait_for(pilot, lambda: "gamma=0.99" in screen_text(app) and "finished" in screen_text(app))
+            assert "reading runs" not in screen_text(app) and "(6 runs, 2 groups)" in screen_text(app)
+    asyncio.run(go())
 
 
 def test_several_runs_fit_80x24_grouped(tmp_path, recorded_run, screen_text, wait_for):

@@ -100,6 +100,7 @@ class DashboardBase(App):
     build_frame: ClassVar[Callable[..., Frame]]  # (tails, settings, now, error, previous) -> Frame
     PANELS_CLASS: ClassVar[str] = ""  # CSS class of the panel grid
     READ_SCALARS: ClassVar[bool] = True  # False: the panels need no scalar series (never read scalars.bin)
+    PROGRESSIVE: ClassVar[bool] = False  # True: frames of the runs read so far while a Preload reads the rest
     STEP_NAME: ClassVar[str] = "step"  # what the header counts
     HELP_PANELS: ClassVar[str]  # the help screen's last lines: what each panel shows
     QUIT_TEXT: ClassVar[QuitText]
@@ -171,7 +172,7 @@ class DashboardBase(App):
     # -- workers -----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="data")
     def _data_worker(self) -> None:
-        tails = self.preload.tails() if self.preload is not None else None
+        tails = self._preloaded() if self.preload is not None else None
         if tails is None:
             tails = [RunTail(p, read_scalars=self.READ_SCALARS) for p in self.run_dirs]
         frame = None
@@ -184,6 +185,22 @@ class DashboardBase(App):
                 self.post_message(FrameReady(frame))
             self._wake.wait(self.refresh_s)
             self._wake.clear()
+
+    def _preloaded(self) -> list[RunTail] | None:
+        """The Preload's tails; meanwhile a PROGRESSIVE dashboard shows the runs read so far, twice
+        a second (reading many large runs for the first time takes a while)."""
+        frame = None
+        while self.PROGRESSIVE and not self._stop_workers.is_set():
+            ready, done = self.preload.loaded()
+            if done:
+                break
+            if ready:
+                built = self.build_frame(ready, self.settings, time.time(), "", frame)
+                if built is not frame:
+                    frame = built
+                    self.post_message(FrameReady(frame))
+            self._stop_workers.wait(0.5)
+        return self.preload.tails()
 
     @work(thread=True, exclusive=True, group="telemetry")
     def _telemetry_worker(self) -> None:

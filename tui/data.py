@@ -318,6 +318,7 @@ class Preload:
         self._scalars = scalars
         self._smoothing = smoothing
         self._tails: list[RunTail] | None = None
+        self._ready: list[RunTail] = []  # the runs read so far, in the order they were read
         self._thread = threading.Thread(target=self._load, name="spintui-preload", daemon=True)
         self._thread.start()
 
@@ -326,11 +327,11 @@ class Preload:
             tails = [RunTail(p, read_scalars=self._scalars) for p in self._run_dirs]
             for tail in tails:
                 tail.poll(keep=False)
-            for tail in tails:
                 train, _ = tail.return_series()
                 if train is not None and self._smoothing > 0:
                     train.smoothed(self._smoothing)
                 tail.keep_parsed()  # once, with the smoothed returns
+                self._ready.append(tail)  # this thread is done with it
             self._tails = tails
         except Exception:  # the data worker starts over and reports the problem itself
             self._tails = None
@@ -338,6 +339,12 @@ class Preload:
     def tails(self) -> list[RunTail] | None:
         self._thread.join()
         return self._tails
+
+    def loaded(self) -> tuple[list[RunTail], bool]:
+        """Without waiting: the runs read so far (no longer touched by the reading thread), and
+        whether the reading is over."""
+        done = not self._thread.is_alive()
+        return list(self._ready), done
 
 
 def poll_tails(tails: list[RunTail]) -> str:

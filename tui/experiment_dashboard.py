@@ -78,6 +78,7 @@ class ExperimentDashboard(DashboardBase):
     ]
     PANELS_CLASS = "experiment"
     READ_SCALARS = False
+    PROGRESSIVE = True
     HELP_PANELS = ("Panels: Return (a line per configuration: the mean of its seeds'\n"
                    "smoothed returns, over a band of their spread, ± std or min–max (b);\n"
                    "a seed counts only over the steps it has reached), GPU or System,\n"
@@ -101,9 +102,9 @@ class ExperimentDashboard(DashboardBase):
         """Runs in the data worker: experiment.json is read here, when it changed."""
         return experiment_frame(tails, settings, now, error, previous, self._experiment_info(tails, now))
 
-    def _experiment_info(self, tails: list[RunTail], now: float) -> ExperimentInfo | None:
+    def _experiment_info(self, tails: list[RunTail], now: float) -> ExperimentInfo:
         if self.experiment is None:
-            return None
+            return ExperimentInfo(None, "", len(self.run_dirs))
         stamp, data = self._experiment_data
         try:
             st = os.stat(self.experiment / "experiment.json")
@@ -113,9 +114,12 @@ class ExperimentDashboard(DashboardBase):
         except (OSError, RunError):
             pass  # keep what was read last
         if data is None:
-            return ExperimentInfo(self.experiment.name, "unknown")
+            return ExperimentInfo(self.experiment.name, "unknown", len(self.run_dirs))
         statuses = {t.name: t.status(now) for t in tails}
-        return ExperimentInfo(self.experiment.name, experiment_status(self.experiment, data, now, statuses))
+        if len(tails) < len(self.run_dirs):  # still reading: the others' status is not known yet
+            return ExperimentInfo(self.experiment.name, "", len(self.run_dirs))
+        return ExperimentInfo(self.experiment.name, experiment_status(self.experiment, data, now, statuses),
+                              len(self.run_dirs))
 
     def keys_text(self) -> str:
         s = self.settings
@@ -144,13 +148,16 @@ def experiment_header(frame: ExperimentFrame, paused: bool, now: float | None = 
     now = time.time() if now is None else now
     text = Text(no_wrap=True, overflow="ellipsis")
     rows = frame.header
-    text.append(("experiment " if frame.status else "") + frame.title, style="bold")
+    text.append(frame.title, style="bold")
     if frame.status:
         text.append("  ")
         text.append(frame.status, style=STATUS_COLOURS.get(frame.status, "white"))
     counts = Counter(row["status"] for row in rows)
     shown = [f"{counts[s]} {s}" for s in (*COUNTED, "failed", "damaged", "unknown") if counts[s]]
-    text.append(f"  {' · '.join(shown)}  ({len(rows)} runs, {len(frame.groups)} groups)")
+    groups = f"{len(frame.groups)} group{'' if len(frame.groups) == 1 else 's'}"
+    text.append(f"  {' · '.join(shown)}  ({len(rows)} run{'' if len(rows) == 1 else 's'}, {groups})")
+    if len(rows) < frame.runs_total:
+        text.append(f"  reading runs: {len(rows)} of {frame.runs_total} ...", style="yellow")
     if paused:
         text.append("  (paused)")
     text.append("\n")

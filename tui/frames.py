@@ -62,16 +62,19 @@ class ExperimentFrame(Frame):
     returns: PlotData | None = None
     layers: dict = field(default_factory=dict, repr=False)  # each group's plot layers (group_return_plot)
     groups: list[dict] = field(default_factory=list)  # run_groups.group_row per group
-    title: str = ""  # the experiment's name, or "N runs"
+    title: str = ""  # "experiment NAME", or "N runs"
     status: str = ""  # the experiment's status; "" for runs outside one
+    runs_total: int = 0  # the runs the view shows once every one is read (more than `header` before)
 
 
 @dataclass(frozen=True)
 class ExperimentInfo:
-    """What the data worker knows about the experiment being watched (read from experiment.json)."""
+    """What the data worker knows about what it watches: the experiment (name and status from
+    experiment.json; None and "" for runs outside one) and how many runs there are in all."""
 
-    name: str
+    name: str | None
     status: str
+    runs: int = 0
 
 
 def header_rows(tails: list[RunTail], now: float) -> list[dict]:
@@ -132,8 +135,9 @@ def experiment_frame(tails: list[RunTail], settings: ViewSettings, now: float, e
         return dict(returns=returns, layers=layers)
 
     def details() -> dict:
-        return dict(header=header_rows(tails, now), groups=group_rows(groups, now),
-                    title=experiment.name if experiment else f"{len(tails)} runs",
+        total = max(len(tails), experiment.runs if experiment else 0)
+        return dict(header=header_rows(tails, now), groups=group_rows(groups, now), runs_total=total,
+                    title=f"experiment {experiment.name}" if experiment and experiment.name else f"{total} runs",
                     status=experiment.status if experiment else "")
 
     return _build(ExperimentFrame, plots, details, tails, settings, now, error, previous, also=experiment)
