@@ -4,30 +4,12 @@ listing them (`spintui runs`, `--all`, `--json`); damaged or unknown experiments
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from spintui.errors import RunError
 from spintui.profiles.experiments import experiment_run_dirs
 from spintui.profiles.runs import list_runs, resolve_run, resolve_watch, resolve_watch_runs
-
-ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-
-
-def spintui(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "spintui", *args], capture_output=True, text=True, env=ENV,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def assert_one_line_error(result, code, *fragments):
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    err = result.stderr.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 def test_an_experiment_is_watched_by_name_path_or_glob(tmp_path, recorded_experiment):
@@ -70,18 +52,19 @@ def test_damaged_runs_of_an_experiment_are_skipped_with_a_warning(tmp_path, reco
     assert "gamma0.98_s0" in warnings[0] and "not an object" in warnings[0]
 
 
-def test_a_damaged_or_unknown_experiment_is_a_one_line_error(tmp_path, recorded_experiment, recorded_run):
+def test_a_damaged_or_unknown_experiment_is_a_one_line_error(tmp_path, recorded_experiment, recorded_run,
+                                                               spintui):
     exp = recorded_experiment(tmp_path)
     (exp / "experiment.json").write_text('{"runs": [')
-    assert_one_line_error(spintui("watch", "--runs-dir", str(tmp_path), "exp"), 1, "experiment.json", "cannot read")
-    assert_one_line_error(spintui("watch", str(exp)), 1, "cannot read")
-    assert_one_line_error(spintui("eval", "--runs-dir", str(tmp_path), "exp"), 1, "cannot read")
-    assert_one_line_error(spintui("watch", "--runs-dir", str(tmp_path), "nosuch"), 1, "no run 'nosuch'")
+    spintui("watch", "--runs-dir", str(tmp_path), "exp").assert_one_line_error(1, "experiment.json", "cannot read")
+    spintui("watch", str(exp)).assert_one_line_error(1, "cannot read")
+    spintui("eval", "--runs-dir", str(tmp_path), "exp").assert_one_line_error(1, "cannot read")
+    spintui("watch", "--runs-dir", str(tmp_path), "nosuch").assert_one_line_error(1, "no run 'nosuch'")
     (exp / "experiment.json").write_text('{"runs": 3}')
-    assert_one_line_error(spintui("watch", "--runs-dir", str(tmp_path), "exp"), 1, "damaged",
-                          "not an experiment description")
-    assert_one_line_error(spintui("watch", "--runs-dir", str(tmp_path), "e*"), 1, "no readable runs match",
-                          "experiment exp")
+    spintui("watch", "--runs-dir", str(tmp_path), "exp").assert_one_line_error(
+        1, "damaged", "not an experiment description")
+    spintui("watch", "--runs-dir", str(tmp_path), "e*").assert_one_line_error(
+        1, "no readable runs match", "experiment exp")
     recorded_run(tmp_path, name="healthy", steps=10)  # a glob goes on with what it can read
     result = spintui("watch", "--runs-dir", str(tmp_path), "*")
     assert result.returncode == 0 and "finished: 10 steps" in result.stdout, result.stderr
@@ -92,7 +75,8 @@ def test_a_damaged_or_unknown_experiment_is_a_one_line_error(tmp_path, recorded_
 # spintui runs
 
 
-def test_runs_shows_an_experiment_as_one_line_and_its_runs_with_all(tmp_path, recorded_experiment, recorded_run):
+def test_runs_shows_an_experiment_as_one_line_and_its_runs_with_all(tmp_path, recorded_experiment, recorded_run,
+                                                                   spintui):
     recorded_run(tmp_path, name="solo", steps=10)
     recorded_experiment(tmp_path, statuses={"gamma0.99_s2": "queued"})
     result = spintui("runs", "--json", "--runs-dir", str(tmp_path))
@@ -119,7 +103,7 @@ def test_runs_shows_an_experiment_as_one_line_and_its_runs_with_all(tmp_path, re
     assert "exp/gamma0.98_s0" in spintui("runs", "--all", "--runs-dir", str(tmp_path)).stdout
 
 
-def test_runs_lists_a_damaged_experiment_with_the_reason(tmp_path, recorded_experiment):
+def test_runs_lists_a_damaged_experiment_with_the_reason(tmp_path, recorded_experiment, spintui):
     exp = recorded_experiment(tmp_path)
     (exp / "experiment.json").write_text("[]")
     rows = json.loads(spintui("runs", "--json", "--runs-dir", str(tmp_path)).stdout)

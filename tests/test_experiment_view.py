@@ -32,7 +32,7 @@ def polled(run_dirs) -> list[RunTail]:
     return tails
 
 
-def test_runs_are_grouped_by_every_config_key_but_the_seed(tmp_path, recorded_experiment):
+def test_runs_are_grouped_by_configuration_all_but_the_seed(tmp_path, recorded_experiment):
     exp = recorded_experiment(tmp_path)
     groups = group_runs(polled(experiment_run_dirs(exp)))
     assert [g.label for g in groups] == ["gamma=0.98", "gamma=0.99"]
@@ -44,8 +44,8 @@ def test_runs_are_grouped_by_every_config_key_but_the_seed(tmp_path, recorded_ex
                           config={"gamma": 0.99, "lr": 0.001, "hidden_sizes": [64, 64], **config})
     loose = [run("a", seed=0), run("b", seed=1, lr=0.0003), run("c", seed=2, hidden_sizes=[32]), run("d", seed=3)]
     groups = group_runs(polled(loose))
-    assert [g.label for g in groups] == ["lr=0.001 hidden_sizes=64x64", "lr=0.0003 hidden_sizes=64x64",
-                                         "lr=0.001 hidden_sizes=32"]
+    assert [g.label for g in groups] == ["lr=0.001, hidden_sizes=64,64", "lr=0.0003, hidden_sizes=64,64",
+                                         "lr=0.001, hidden_sizes=32"]
     assert [len(g.tails) for g in groups] == [2, 1, 1]
     assert [g.label for g in group_runs(polled(loose[:1] + loose[3:]))] == ["sac Pendulum-v1"]
 

@@ -26,7 +26,7 @@ from spintui.tui.frames import ExperimentFrame, ExperimentInfo, experiment_frame
 from spintui.tui.plot import colour
 from spintui.tui.run_groups import BAND_NAMES, COUNTED, TABLE_COLUMNS, row_cells
 from spintui.tui.screens import QuitText
-from spintui.tui.widgets import STATUS_COLOURS, PlotView, TelemetryPanel, legend_markup
+from spintui.tui.widgets import STATUS_COLOURS, PlotView, TelemetryPanel, legend_markup, what_runs
 
 
 class GroupTable(DataTable):
@@ -158,11 +158,5 @@ def experiment_header(frame: ExperimentFrame, paused: bool, now: float | None = 
     text.append(f"  {' · '.join(shown)}  ({len(rows)} run{'' if len(rows) == 1 else 's'}, {groups})")
     if len(rows) < frame.runs_total:
         text.append(f"  reading runs: {len(rows)} of {frame.runs_total} ...", style="yellow")
-    if paused:
-        text.append("  (paused)")
-    text.append("\n")
-    what = sorted({f"{row['algo']} {row['env'] or ''}".strip() for row in rows})
-    text.append(", ".join(what), style="dim")
-    if frame.error:
-        text.append(f"  {frame.error}", style="red")
-    return text
+    text.append("  (paused)" if paused else "")
+    return what_runs(text, rows, frame.error)

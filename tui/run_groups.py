@@ -1,8 +1,9 @@
 """Runs grouped by configuration, their seeds aggregated: what `spintui watch EXPERIMENT` shows.
 
-A group is the runs of one algorithm whose resolved config (run.json's "config") is equal in every
-key but `seed`: the seeds of one point of an experiment's grid, or of any runs watched together.
-A group is named after the keys that differ between the groups (`gamma=0.98 lr=0.001`).
+A group is the runs of one configuration: algorithm, environment and resolved config (run.json's
+"config") equal but for the seed (profiles/config_groups.py, by which `spintui plot` groups too):
+the seeds of one point of an experiment's grid, or of any runs watched together. A group is named
+after the settings that differ between the groups (`gamma=0.98, lr=0.001`).
 
 The Return plot shows, per group, the mean of its seeds' smoothed training returns with a band
 behind it, mean +- std (population std over the seeds present) or min to max, on a grid of x
@@ -16,14 +17,13 @@ Pure functions of polled `RunTail`s and the view settings, without Textual.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from spintui.algos.grid import value_label
 from spintui.errors import RunError, UsageError
+from spintui.profiles.config_groups import configuration, group_by_config, group_labels
 from spintui.profiles.store import read_manifest
 from spintui.tui.data import RunTail
 from spintui.tui.plot_data import PlotBand, PlotData, PlotLine, ViewSettings, format_number, x_label, x_values
@@ -54,42 +54,17 @@ def grouped(run_dirs: list, experiment=None) -> bool:
 class Group:
     label: str
     tails: list[RunTail] = field(default_factory=list)
-    settings: dict = field(default_factory=dict)  # algo and every config key but seed
-
-
-def configuration(tail: RunTail) -> dict:
-    """What makes runs the same configuration: the algorithm and every config key but the seed."""
-    config = tail.manifest.get("config") or {}
-    return {"algo": tail.manifest.get("algo"), **{k: v for k, v in config.items() if k != "seed"}}
+    settings: dict = field(default_factory=dict)  # what makes the configuration (config_groups.configuration)
 
 
 def group_runs(tails: list[RunTail]) -> list[Group]:
-    """The tails grouped by configuration, groups in the order of their first run."""
-    groups: dict[str, Group] = {}
-    for tail in tails:
-        settings = configuration(tail)
-        key = json.dumps(settings, sort_keys=True, default=str)
-        groups.setdefault(key, Group("", [], settings)).tails.append(tail)
-    out = list(groups.values())
-    varying = varying_keys([g.settings for g in out])
-    for group in out:
-        group.label = " ".join(f"{k}={label(group.settings.get(k))}" for k in varying) or default_label(group)
-    return out
-
-
-def varying_keys(settings: list[dict]) -> list[str]:
-    """The keys whose value differs between `settings`, in the order they first appear."""
-    keys = list(dict.fromkeys(k for s in settings for k in s))
-    return [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1]
-
-
-def label(value) -> str:
-    return "-" if value is None else value_label(value)
-
-
-def default_label(group: Group) -> str:
-    env = group.tails[0].manifest.get("env") if group.tails else None
-    return " ".join(str(p) for p in (group.settings.get("algo"), env) if p) or "all runs"
+    """The tails grouped by configuration (profiles/config_groups.py, as `spintui plot` groups them),
+    groups in the order of their first run, each named after the settings that tell them apart."""
+    configs = [configuration(t.manifest.get("algo"), t.manifest.get("env"), t.manifest.get("config") or {})
+               for t in tails]
+    members = group_by_config(configs)
+    labels = group_labels([configs[m[0]] for m in members])
+    return [Group(label, [tails[i] for i in m], configs[m[0]]) for m, label in zip(members, labels)]
 
 
 # --------------------------------------------------------------------------------------------------
