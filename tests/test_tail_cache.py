@@ -47,7 +47,8 @@ def test_a_second_viewer_loads_what_the_first_parsed(tmp_path, small_threshold, 
     write(run, 400, 450)  # appended after the cache was written
     parsed = []
     real = RunTail._take_records
-    monkeypatch.setattr(RunTail, "_take_records", lambda self, records: parsed.append(len(records)) or real(self, records))
+    monkeypatch.setattr(RunTail, "_take_records",
+                        lambda self, records: parsed.append(len(records)) or real(self, records))
     second = RunTail(rd)
     assert second.poll()
     assert len(parsed) == 1 and parsed[0] < 60, "only what came after the cached offset is parsed"

@@ -9,7 +9,6 @@ scalar series (losses), so attaching to many big runs stays fast.
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -115,9 +114,9 @@ class ExperimentDashboard(DashboardBase):
             pass  # keep what was read last
         if data is None:
             return ExperimentInfo(self.experiment.name, "unknown", len(self.run_dirs))
-        statuses = {t.name: t.status(now) for t in tails}
         if len(tails) < len(self.run_dirs):  # still reading: the others' status is not known yet
             return ExperimentInfo(self.experiment.name, "", len(self.run_dirs))
+        statuses = {t.name: t.status(now) for t in tails}
         return ExperimentInfo(self.experiment.name, experiment_status(self.experiment, data, now, statuses),
                               len(self.run_dirs))
 
@@ -143,9 +142,8 @@ class ExperimentDashboard(DashboardBase):
         self._update_keys()
 
 
-def experiment_header(frame: ExperimentFrame, paused: bool, now: float | None = None) -> Text:
+def experiment_header(frame: ExperimentFrame, paused: bool) -> Text:
     """Two lines: the experiment (or the runs) with its status and runs by status; then what runs."""
-    now = time.time() if now is None else now
     text = Text(no_wrap=True, overflow="ellipsis")
     rows = frame.header
     text.append(frame.title, style="bold")

@@ -124,12 +124,12 @@ def group_return_plot(groups: list[Group], settings: ViewSettings, reuse: dict |
     for i, group in enumerate(groups):
         key = (i, settings, tuple((id(t), t.data_version) for t in group.tails))
         kept = (reuse or {}).get(group.label)
-        layers[group.label] = (key, kept[1] if kept is not None and kept[0] == key else group_layers(group, i, settings))
+        drawn = kept[1] if kept is not None and kept[0] == key else group_layers(group, i, settings)
+        layers[group.label] = (key, drawn)
         legend.append((group.label, i))
-        if layers[group.label][1] is not None:
-            line, band = layers[group.label][1]
-            lines.append(line)
-            bands.append(band)
+        if drawn is not None:
+            lines.append(drawn[0])
+            bands.append(drawn[1])
     reason = "" if lines else "no episodes yet"
     return PlotData("Return", lines, x_label(settings), settings.log_y, reason, legend, bands), layers
 
