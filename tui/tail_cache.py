@@ -113,18 +113,22 @@ def load(tail) -> bool:
     if path is None:
         return False
     try:
-        data = path.read_bytes()
-        if not data.startswith(MAGIC):
-            return False
+        # Mapped, not read: a view pages in only the arrays it touches (the first frame of a
+        # grouped view, steps and smoothed returns). Entries are replaced, never rewritten in place.
+        data = np.memmap(path, dtype=np.uint8, mode="r")
         start = len(MAGIC) + 8
-        (size,) = struct.unpack_from("<Q", data, len(MAGIC))
-        meta = json.loads(data[start:start + size])
+        if len(data) < start or bytes(data[:len(MAGIC)]) != MAGIC:
+            return False
+        (size,) = struct.unpack("<Q", bytes(data[len(MAGIC):start]))
+        meta = json.loads(bytes(data[start:start + size]))
         if meta.get("format") != FORMAT:
             return False
         arrays, at = [], start + size
         for length in meta["lengths"]:
-            arrays.append(np.frombuffer(data, dtype="<f8", count=int(length), offset=at))
+            arrays.append(data[at:at + 8 * int(length)].view("<f8"))
             at += 8 * int(length)
+        if at > len(data):
+            return False
         offset = int(meta["offset"])
         stamp = fingerprint(tail.reader.paths.metrics, offset)
         if stamp is None or any(stamp[k] != meta[k] for k in ("head", "tail")):
