@@ -55,7 +55,8 @@ BRAILLE = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")
 class PtyViewer:
     """`spintui watch RUN` on its own pty; a thread drains and counts what it writes."""
 
-    def __init__(self, run_dir: Path, rows: int = 40, cols: int = 120, env: dict | None = None):
+    def __init__(self, run_dir: Path, rows: int = 40, cols: int = 120, env: dict | None = None,
+                 marker: bytes | None = None):
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.started = time.perf_counter()
@@ -69,7 +70,10 @@ class PtyViewer:
         self.bytes = 0
         self.first_data_at: float | None = None
         self.first_data_cpu: float | None = None
+        self.marker = marker  # when given: marker_at is when the output first contained it
+        self.marker_at: float | None = None
         self._tail = b""
+        self._window = b""
         self._stop = False
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
@@ -86,6 +90,10 @@ class PtyViewer:
             if not chunk:
                 return
             self.bytes += len(chunk)
+            if self.marker is not None and self.marker_at is None:
+                self._window = self._window[-len(self.marker):] + chunk
+                if self.marker in self._window:
+                    self.marker_at = time.perf_counter()
             if self.first_data_at is None:
                 window = self._tail + chunk
                 if any(m in window for m in BRAILLE):

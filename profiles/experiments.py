@@ -93,11 +93,13 @@ def run_statuses(exp_dir: Path | str, data: dict | None = None, now: float | Non
     return out
 
 
-def experiment_status(exp_dir: Path | str, data: dict | None = None, now: float | None = None) -> str:
+def experiment_status(exp_dir: Path | str, data: dict | None = None, now: float | None = None,
+                      statuses: dict[str, str] | None = None) -> str:
     """running while its scheduler lives; else finished when every run finished, stopped or failed
-    when any did, queued when nothing started."""
+    when any did, queued when nothing started. `statuses` are the runs' own (run_statuses) when the
+    caller has them already."""
     data = read_experiment(exp_dir) if data is None else data
-    statuses = list(run_statuses(exp_dir, data, now).values())
+    statuses = list((run_statuses(exp_dir, data, now) if statuses is None else statuses).values())
     if scheduler_alive(data):
         return "running"
     if statuses and all(s == "finished" for s in statuses):
@@ -126,6 +128,15 @@ def scheduler_alive(data: dict) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def common_experiment(run_dirs: list[Path | str]) -> Path | None:
+    """The experiment that holds every one of `run_dirs`, if they all are in the same one."""
+    parents = {Path(p).resolve().parent for p in run_dirs}
+    if len(parents) != 1:
+        return None
+    parent = Path(run_dirs[0]).parent
+    return parent if is_experiment(parent) else None
 
 
 def list_experiments(runs_dir: Path | str) -> list[Path]:

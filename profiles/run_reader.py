@@ -51,11 +51,13 @@ class Update:
 class RunReader:
     """Incremental reader of one run: each ``poll()`` returns only what is new since the last one.
 
-    Works on live, finished, crashed and copied runs, on any filesystem; never writes.
+    Works on live, finished, crashed and copied runs, on any filesystem; never writes. With
+    `scalars=False` it never reads scalars.bin (a viewer that shows only returns and progress).
     """
 
-    def __init__(self, run_dir: Path | str):
+    def __init__(self, run_dir: Path | str, scalars: bool = True):
         self.run_dir = Path(run_dir)
+        self.read_scalars = scalars
         self.paths = RunPaths(self.run_dir)
         if not os.path.lexists(self.paths.manifest):  # a damaged one is read (and skipped) by poll
             raise RunError(f"{self.run_dir} is not a spintui run (no {MANIFEST})")
@@ -65,6 +67,17 @@ class RunReader:
         self.manifest: dict = {}
         self.key_names: dict[int, str] = {}
         self.resumes: list[tuple[int, float]] = []  # (step, time) of every resume record so far
+
+    @property
+    def metrics_offset(self) -> int:
+        """How far into metrics.jsonl the records returned so far go (bytes)."""
+        return self._metrics_offset
+
+    def resume_metrics(self, offset: int, key_names: dict[int, str]) -> None:
+        """Go on reading metrics.jsonl from `offset`, as if its records up to there had been read
+        (by a viewer that kept what it parsed), with the scalar key names they define."""
+        self._metrics_offset = offset
+        self.key_names.update(key_names)
 
     def _read_from(self, path: Path, offset: int) -> bytes:
         try:
@@ -89,7 +102,7 @@ class RunReader:
             pass  # damaged, or the directory went away: keep the last one
 
         # Binary scalars first, then the JSON log that names their keys (see module docstring).
-        blob = self._read_from(self.paths.scalars, self._scalars_offset)
+        blob = self._read_from(self.paths.scalars, self._scalars_offset) if self.read_scalars else b""
         usable = len(blob) - len(blob) % SCALAR_SIZE
         blob = blob[:usable]
         self._scalars_offset += usable

@@ -12,6 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+@pytest.fixture(autouse=True)
+def viewer_cache(tmp_path_factory, monkeypatch):
+    """Viewers (and the CLIs tests start) keep their parse cache in a directory of the test's own."""
+    directory = tmp_path_factory.mktemp("viewer-cache")
+    monkeypatch.setenv("SPINTUI_VIEWER_CACHE", str(directory))
+    return directory
+
+
 # --------------------------------------------------------------------------------------------------
 # Dashboards: recorded runs to show, and helpers for driving an App through Textual's pilot
 
@@ -38,6 +46,43 @@ def _recorded_run(runs_dir: Path, name: str = "sac-recorded", steps: int = 3000,
     run.set_progress(step=steps, total_steps=steps)
     run.close("finished")
     return rd
+
+
+def _recorded_experiment(runs_dir: Path, name: str = "exp", gammas=(0.98, 0.99), seeds=(0, 1, 2),
+                         steps: int = 2000, statuses: dict | None = None) -> Path:
+    """An experiment of SAC-like runs, one per (gamma, seed), written as the scheduler and trainers do.
+
+    Run `gamma{g}_s{s}` (gamma index i) logs a training episode every 100 steps with return
+    -1000 + step / 10 + 100 * s - 200 * i and, at its end, one test episode and a test return of
+    -200 + 10 * s - 50 * i, at 100 + 10 * s steps/s. `statuses` leaves runs queued ("queued") or
+    running ("running": claimed and not closed) instead of finished."""
+    from spintui.profiles.experiments import create_experiment
+    from spintui.profiles.run_writer import RunWriter
+
+    statuses = statuses or {}
+    points = [{"name": f"gamma{g}_s{s}", "env": "Pendulum-v1", "seed": s,
+               "config": {"env": "Pendulum-v1", "seed": s, "gamma": g, "lr": 0.001, "steps": steps},
+               "values": {"gamma": g, "seed": s}} for g in gammas for s in seeds]
+    exp_dir = create_experiment(runs_dir, name, algo="sac", varying=["gamma", "seed"],
+                                grid={"gamma": list(gammas), "seed": list(seeds)}, points=points,
+                                argv=["spintui", "train", "sac"], settings={"parallel": 2, "ray": None})
+    for point in points:
+        status = statuses.get(point["name"], "finished")
+        if status == "queued":
+            continue
+        i, s = gammas.index(point["config"]["gamma"]), point["seed"]
+        run = RunWriter(exp_dir / point["name"], heartbeat=False)
+        for step in range(100, steps + 1, 100):
+            run.episode(step, -1000.0 + step / 10 + 100 * s - 200 * i, 100)
+        final = -200.0 + 10 * s - 50 * i
+        run.episode(steps, final, 100, test=True)
+        run.set_progress(step=steps, total_steps=steps, steps_per_sec=100.0 + 10 * s, test_return=final)
+        if status == "running":
+            run.flush()
+            run.update_manifest()
+        else:
+            run.close(status)
+    return exp_dir
 
 
 def _screen_text(app) -> str:
@@ -79,6 +124,12 @@ async def _quit_and_answer(pilot, answer: str) -> str:
 def recorded_run():
     """`recorded_run(runs_dir, name=..., steps=..., seed=...)`: a finished SAC-like run; returns its directory."""
     return _recorded_run
+
+
+@pytest.fixture
+def recorded_experiment():
+    """`recorded_experiment(runs_dir, name=..., gammas=..., seeds=..., statuses=...)`: see _recorded_experiment."""
+    return _recorded_experiment
 
 
 @pytest.fixture

@@ -138,6 +138,20 @@ def test_run_tail_reads_only_new_records(tmp_path):
     run.close()
 
 
+def test_a_tail_of_returns_only_never_reads_the_scalars(tmp_path, monkeypatch):
+    rd = create_run(tmp_path, kind="train", algo="sac", env="Pendulum-v1", seed=0)
+    run = RunWriter(rd, heartbeat=False)
+    write_training(run, 0, 50)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    tail = RunTail(rd, read_scalars=False)
+    assert tail.poll()
+    assert len(tail.episodes) == 5 and tail.scalars == {}
+    assert not any(path.endswith("scalars.bin") for path in opened), opened
+    run.close()
+
+
 def test_phase_names():
     assert phase_name("TimeUpdate") == "Update"
     assert phase_name("time/env") == "env"

@@ -35,7 +35,7 @@ from spintui.profiles.provenance import host_name
 from spintui.profiles.store import read_manifest
 from spintui.tui.data import Preload, RunTail, poll_tails
 from spintui.tui.frames import Frame
-from spintui.tui.plot_data import ViewSettings
+from spintui.tui.plot_data import SMOOTHING_STEPS, ViewSettings
 from spintui.tui.screens import HelpScreen, QuitDialog, QuitText
 from spintui.tui.widgets import TelemetryPanel, header_text
 
@@ -48,6 +48,12 @@ STOP_WAIT_S = 120.0  # after this, a producer asked to stop is left to finish on
 
 HELP_KEY = Binding("question_mark", "help", "help: list every key")
 PAUSE_KEY = Binding("p", "toggle_pause", "pause / resume updates")
+SMOOTHING_KEYS = [
+    Binding("s,plus", "smoothing(1)", "smoothing up (TensorBoard EMA weight)"),
+    Binding("S,minus", "smoothing(-1)", "smoothing down (0 shows raw only)"),
+]
+AXIS_KEY = Binding("x", "toggle_axis", "x axis: env steps / wall time")
+LOG_KEY = Binding("l", "toggle_log", "log scale (symlog: losses may cross 0)")
 QUIT_KEY = Binding("q,ctrl+c", "quit_dashboard", "quit (stop or detach a trainer it started)", priority=True)
 
 
@@ -93,6 +99,8 @@ class DashboardBase(App):
 
     build_frame: ClassVar[Callable[..., Frame]]  # (tails, settings, now, error, previous) -> Frame
     PANELS_CLASS: ClassVar[str] = ""  # CSS class of the panel grid
+    READ_SCALARS: ClassVar[bool] = True  # False: the panels need no scalar series (never read scalars.bin)
+    PROGRESSIVE: ClassVar[bool] = False  # True: frames of the runs read so far while a Preload reads the rest
     STEP_NAME: ClassVar[str] = "step"  # what the header counts
     HELP_PANELS: ClassVar[str]  # the help screen's last lines: what each panel shows
     QUIT_TEXT: ClassVar[QuitText]
@@ -164,9 +172,9 @@ class DashboardBase(App):
     # -- workers -----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="data")
     def _data_worker(self) -> None:
-        tails = self.preload.tails() if self.preload is not None else None
+        tails = self._preloaded() if self.preload is not None else None
         if tails is None:
-            tails = [RunTail(p) for p in self.run_dirs]
+            tails = [RunTail(p, read_scalars=self.READ_SCALARS) for p in self.run_dirs]
         frame = None
         while not self._stop_workers.is_set():
             settings = self.settings
@@ -177,6 +185,22 @@ class DashboardBase(App):
                 self.post_message(FrameReady(frame))
             self._wake.wait(self.refresh_s)
             self._wake.clear()
+
+    def _preloaded(self) -> list[RunTail] | None:
+        """The Preload's tails; meanwhile a PROGRESSIVE dashboard shows the runs read so far, twice
+        a second (reading many large runs for the first time takes a while)."""
+        frame = None
+        while self.PROGRESSIVE and not self._stop_workers.is_set():
+            ready, done = self.preload.loaded()
+            if done:
+                break
+            if ready:
+                built = self.build_frame(ready, self.settings, time.time(), "", frame)
+                if built is not frame:
+                    frame = built
+                    self.post_message(FrameReady(frame))
+            self._stop_workers.wait(0.5)
+        return self.preload.tails()
 
     @work(thread=True, exclusive=True, group="telemetry")
     def _telemetry_worker(self) -> None:
@@ -245,10 +269,13 @@ class DashboardBase(App):
         if self.frame is None:
             text = Text(f"loading {', '.join(p.name for p in self.run_dirs)} ...")
         else:
-            text = header_text(self.frame, self.settings.paused, self.STEP_NAME)
+            text = self.header_text(self.frame)
         if text.markup != self._last_header:
             self._last_header = text.markup
             self.query_one("#header", Static).update(text)
+
+    def header_text(self, frame: Frame) -> Text:
+        return header_text(frame, self.settings.paused, self.STEP_NAME)
 
     def _update_keys(self) -> None:
         self.query_one("#keys", Static).update(self.keys_text())
@@ -262,6 +289,20 @@ class DashboardBase(App):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(list(self.BINDINGS), self.HELP_PANELS))
+
+    def action_smoothing(self, direction: int) -> None:
+        steps = SMOOTHING_STEPS
+        current = min(range(len(steps)), key=lambda i: abs(steps[i] - self.settings.smoothing))
+        self._settings_changed(smoothing=steps[max(0, min(len(steps) - 1, current + direction))])
+        self._update_keys()
+
+    def action_toggle_axis(self) -> None:
+        self._settings_changed(x_axis="time" if self.settings.x_axis == "step" else "step")
+        self._update_keys()
+
+    def action_toggle_log(self) -> None:
+        self._settings_changed(log_y=not self.settings.log_y)
+        self._update_keys()
 
     def action_toggle_pause(self) -> None:
         self._settings_changed(paused=not self.settings.paused)

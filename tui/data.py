@@ -17,6 +17,7 @@ import numpy as np
 
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.store import effective_status
+from spintui.tui import tail_cache
 from spintui.tui.series import Series
 
 # --------------------------------------------------------------------------------------------------
@@ -73,10 +74,15 @@ class RunTail:
     data_version: int = 0  # bumped only when records or scalars arrived: what plots depend on
     rate_points: Series = field(default_factory=lambda: Series("progress"))  # (step, time) seen in heartbeats
     resumes: list[dict] = field(default_factory=list)  # where the run was resumed: {"step", "epoch", "time"}
+    read_scalars: bool = True  # False: never read scalars.bin (a view of returns and progress only)
+    cached_offset: int = field(default=-1, init=False)  # how far into metrics.jsonl tail_cache holds; -1 unasked
+    _status_memo: tuple | None = field(default=None, init=False, repr=False)  # (now, manifest, status)
+    _cached_smoothing: bool = field(default=False, init=False, repr=False)  # the entry holds smoothed returns
+    derived: dict = field(default_factory=dict, init=False, repr=False)  # what views computed from it, by name
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
-        self.reader = RunReader(self.run_dir)
+        self.reader = RunReader(self.run_dir, scalars=self.read_scalars)
 
     @property
     def name(self) -> str:
@@ -91,12 +97,30 @@ class RunTail:
         return str(self.manifest.get("kind") or "train")
 
     def status(self, now: float | None = None) -> str:
-        return effective_status(self.manifest, now) if self.manifest else "unknown"
+        """effective_status of the manifest; asked again at the same `now`, the answer it gave (a
+        frame asks for every run's status several times, and each asks the OS about a live writer)."""
+        if not self.manifest:
+            return "unknown"
+        if now is None:
+            return effective_status(self.manifest)
+        memo = self._status_memo
+        if memo is not None and memo[0] == now and memo[1] is self.manifest:
+            return memo[2]
+        status = effective_status(self.manifest, now)
+        self._status_memo = (now, self.manifest, status)
+        return status
 
-    def poll(self) -> bool:
-        """Read what is new; returns True if anything changed."""
+    def poll(self, keep: bool = True) -> bool:
+        """Read what is new; returns True if anything changed. A large log is parsed once per
+        machine: what was parsed is kept in the viewer's cache (tui/tail_cache.py) unless `keep` is
+        False (then call `keep_parsed` later)."""
+        restored = False
+        if self.cached_offset < 0:
+            restored = tail_cache.load(self)
+            self.cached_offset = self.reader.metrics_offset
+            self._cached_smoothing = self.episodes.smoothing_kept() is not None
         update = self.reader.poll()
-        if not update:
+        if not update and not restored:
             return False
         for rec in update.resumes:  # before this poll's points, which the reader has already sifted
             self._drop_after(rec["step"])
@@ -113,8 +137,10 @@ class RunTail:
             self.records += len(part.values)
         self._take_records(update.records)
         self.version += 1
-        if update.records or update.scalars:
+        if update.records or update.scalars or restored:
             self.data_version += 1
+        if keep:
+            self.keep_parsed()
         return True
 
     def _drop_after(self, step: float) -> None:
@@ -124,31 +150,40 @@ class RunTail:
             series.drop_after(step)
         self.resumes = [r for r in self.resumes if r["step"] <= step]
 
+    def keep_parsed(self) -> None:
+        """Update the cache entry when CACHE_MIN_BYTES more of the log were parsed since it was
+        written, or when the training returns were smoothed since (for a large log)."""
+        grown = self.reader.metrics_offset - self.cached_offset >= tail_cache.CACHE_MIN_BYTES
+        smoothed = not self._cached_smoothing and self.episodes.smoothing_kept() is not None and \
+            self.reader.metrics_offset >= tail_cache.CACHE_MIN_BYTES
+        if (grown or smoothed) and tail_cache.save(self):
+            self.cached_offset = self.reader.metrics_offset
+            self._cached_smoothing = self.episodes.smoothing_kept() is not None
+
+    def epoch_series(self, name: str) -> Series:
+        series = self.epoch_stats.get(name)
+        if series is None:
+            series = self.epoch_stats[name] = Series(name)
+        return series
+
     def _take_records(self, records: list[dict]) -> None:
-        ep_step, ep_time, ep_ret = [], [], []
-        test_step, test_time, test_ret = [], [], []
+        self.records += len(records)
+        episodes = [rec for rec in records if rec.get("kind") == "episode"]
+        if episodes:
+            self._take_episodes(episodes)
+        if len(episodes) == len(records):
+            return
         for rec in records:
             kind = rec.get("kind")
-            self.records += 1
-            if kind == "episode":
-                point = _numbers(rec.get("step"), rec.get("time"), rec.get("ret"))
-                if point is None:
-                    continue  # a damaged or foreign record: skip it, as the store skips torn lines
-                steps, times, rets = (test_step, test_time, test_ret) if rec.get("test") else (ep_step, ep_time, ep_ret)
-                steps.append(point[0]); times.append(point[1]); rets.append(point[2])
-            elif kind == "epoch":
+            if kind == "epoch":
                 point = _numbers(rec.get("step"), rec.get("time"), 0.0)
                 stats = rec.get("stats")
                 if point is None or not isinstance(stats, dict):
                     continue
                 step, t, _ = point
                 for key, value in stats.items():
-                    if not isinstance(value, (int, float)) or isinstance(value, bool):
-                        continue
-                    series = self.epoch_stats.get(key)
-                    if series is None:
-                        series = self.epoch_stats[key] = Series(key)
-                    series.append([step], [t], [value])
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        self.epoch_series(key).append([step], [t], [value])
             elif kind == "kernel":
                 self.kernels.append(rec)
             elif kind == "event":
@@ -158,8 +193,24 @@ class RunTail:
                 self.last_gpu = rec
             elif kind == "resume":
                 self.resumes.append(rec)
-        self.episodes.append(ep_step, ep_time, ep_ret)
-        self.test_episodes.append(test_step, test_time, test_ret)
+
+    def _take_episodes(self, episodes: list[dict]) -> None:
+        """Episode records into the training and test series, a column at a time (an experiment's
+        runs may hold millions). One whose step, time or return is not a number is skipped, as the
+        store skips a torn line."""
+        try:
+            columns = [np.array([rec.get(k) for rec in episodes], dtype=np.float64) for k in ("step", "time", "ret")]
+        except (TypeError, ValueError):  # a list or a word where a number belongs: record by record
+            points = [_numbers(rec.get("step"), rec.get("time"), rec.get("ret")) for rec in episodes]
+            episodes = [rec for rec, point in zip(episodes, points) if point is not None]
+            columns = list(np.array([p for p in points if p is not None], dtype=np.float64).reshape(-1, 3).T)
+        test = np.array([bool(rec.get("test")) for rec in episodes], dtype=bool)
+        step, when, ret = columns
+        ok = ~(np.isnan(step) | np.isnan(when) | np.isnan(ret))  # null (or missing) became NaN
+        train = ok & ~test
+        self.episodes.append(step[train], when[train], ret[train])
+        test &= ok
+        self.test_episodes.append(step[test], when[test], ret[test])
 
     # -- what the panels show -------------------------------------------------------------------
     def return_series(self) -> tuple[Series | None, Series | None]:
@@ -190,14 +241,14 @@ class RunTail:
         n = len(self.episodes)
         if n < 2:
             return None
-        cached = getattr(self, "_derived_rate", None)
+        cached = self.derived.get("rate")
         if cached is None or cached[0] != n:
             steps, times = self.episodes.steps, self.episodes.times
             dt = np.diff(times)
             ok = dt > 0
             derived = Series("steps/s (from episodes)")
             derived.append(steps[1:][ok], times[1:][ok], np.diff(steps)[ok] / dt[ok])
-            self._derived_rate = cached = (n, derived)
+            self.derived["rate"] = cached = (n, derived)
         return cached[1]
 
     def current_steps_per_sec(self) -> float | None:
@@ -270,19 +321,29 @@ class Preload:
     """Start reading runs in a thread now (before the UI toolkit is even imported); `tails()` joins.
 
     A late attach to a big finished run then overlaps its first read with interpreter start-up.
+    With `smoothing` (the dashboard's EMA weight) it also smooths each run's training returns,
+    which the first frame draws (a series keeps its smoothed values).
     """
 
-    def __init__(self, run_dirs):
+    def __init__(self, run_dirs, scalars: bool = True, smoothing: float = 0.0):
         self._run_dirs = [Path(p) for p in run_dirs]
+        self._scalars = scalars
+        self._smoothing = smoothing
         self._tails: list[RunTail] | None = None
+        self._ready: list[RunTail] = []  # the runs read so far, in the order they were read
         self._thread = threading.Thread(target=self._load, name="spintui-preload", daemon=True)
         self._thread.start()
 
     def _load(self) -> None:
         try:
-            tails = [RunTail(p) for p in self._run_dirs]
+            tails = [RunTail(p, read_scalars=self._scalars) for p in self._run_dirs]
             for tail in tails:
-                tail.poll()
+                tail.poll(keep=False)
+                train, _ = tail.return_series()
+                if train is not None and self._smoothing > 0:
+                    train.smoothed(self._smoothing)
+                tail.keep_parsed()  # once, with the smoothed returns
+                self._ready.append(tail)  # this thread is done with it
             self._tails = tails
         except Exception:  # the data worker starts over and reports the problem itself
             self._tails = None
@@ -290,6 +351,12 @@ class Preload:
     def tails(self) -> list[RunTail] | None:
         self._thread.join()
         return self._tails
+
+    def loaded(self) -> tuple[list[RunTail], bool]:
+        """Without waiting: the runs read so far (no longer touched by the reading thread), and
+        whether the reading is over."""
+        done = not self._thread.is_alive()
+        return list(self._ready), done
 
 
 def poll_tails(tails: list[RunTail]) -> str:

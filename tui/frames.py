@@ -14,6 +14,7 @@ from typing import Callable, ClassVar
 from spintui.tui import profile_data
 from spintui.tui.data import RunTail
 from spintui.tui.plot_data import PlotData, ViewSettings, loss_plot, rate_plot, return_plot
+from spintui.tui.run_groups import group_return_plot, group_rows, group_runs
 
 
 @dataclass(kw_only=True)
@@ -50,6 +51,30 @@ class ProfileFrame(Frame):
 
     kernels: list[dict] = field(default_factory=list)
     speedup: PlotData | None = None  # speedup against density per block size
+
+
+@dataclass(kw_only=True)
+class ExperimentFrame(Frame):
+    """Runs grouped by configuration: a Return plot with a band per group, and the groups' table."""
+
+    PLOTS: ClassVar[tuple[str, ...]] = ("returns", "layers")
+
+    returns: PlotData | None = None
+    layers: dict = field(default_factory=dict, repr=False)  # each group's plot layers (group_return_plot)
+    groups: list[dict] = field(default_factory=list)  # run_groups.group_row per group
+    title: str = ""  # "experiment NAME", or "N runs"
+    status: str = ""  # the experiment's status; "" for runs outside one
+    runs_total: int = 0  # the runs the view shows once every one is read (more than `header` before)
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """What the data worker knows about what it watches: the experiment (name and status from
+    experiment.json; None and "" for runs outside one) and how many runs there are in all."""
+
+    name: str | None
+    status: str
+    runs: int = 0
 
 
 def header_rows(tails: list[RunTail], now: float) -> list[dict]:
@@ -99,12 +124,32 @@ def profile_frame(tails: list[RunTail], settings: ViewSettings, now: float, erro
     return _build(ProfileFrame, plots, details, tails, settings, now, error, previous)
 
 
+def experiment_frame(tails: list[RunTail], settings: ViewSettings, now: float, error: str = "",
+                     previous: ExperimentFrame | None = None, experiment: ExperimentInfo | None = None
+                     ) -> ExperimentFrame:
+    """The experiment dashboard's frame: the runs grouped by configuration (tui/run_groups.py)."""
+    groups = group_runs(tails)
+
+    def plots() -> dict:
+        returns, layers = group_return_plot(groups, settings, previous.layers if previous is not None else None)
+        return dict(returns=returns, layers=layers)
+
+    def details() -> dict:
+        total = max(len(tails), experiment.runs if experiment else 0)
+        return dict(header=header_rows(tails, now), groups=group_rows(groups, now), runs_total=total,
+                    title=f"experiment {experiment.name}" if experiment and experiment.name else f"{total} runs",
+                    status=experiment.status if experiment else "")
+
+    return _build(ExperimentFrame, plots, details, tails, settings, now, error, previous, also=experiment)
+
+
 def _build(cls: type[Frame], plots: Callable[[], dict], details: Callable[[], dict], tails: list[RunTail],
-           settings: ViewSettings, now: float, error: str, previous: Frame | None) -> Frame:
+           settings: ViewSettings, now: float, error: str, previous: Frame | None, also=None) -> Frame:
     """`previous` when nothing it shows changed; else a new `cls` frame, with `plots()` called only
-    when the data or the settings changed, and a failing plot shown as the frame's error."""
+    when the data or the settings changed, and a failing plot shown as the frame's error. `also`
+    is anything else the details show."""
     plots_from = (settings, tuple(t.data_version for t in tails))
-    shows = (tuple(t.version for t in tails), tuple(t.status(now) for t in tails), settings, error)
+    shows = (tuple(t.version for t in tails), tuple(t.status(now) for t in tails), settings, also, error)
     if previous is not None and previous.plots_from == plots_from:
         if previous.shows == shows:
             return previous
@@ -116,7 +161,7 @@ def _build(cls: type[Frame], plots: Callable[[], dict], details: Callable[[], di
             error = f"cannot plot: {type(exc).__name__}: {exc}"
             shows = (*shows[:-1], error)
             shown = {} if previous is None else {name: getattr(previous, name) for name in cls.PLOTS}
-    first = tails[0]
-    live = first.status(now) == "running"
-    return cls(**shown, **details(), error=error, run_gpu=first.last_gpu, plots_from=plots_from, shows=shows,
-               trainer=(first.manifest.get("pid"), first.manifest.get("host")) if live else (None, None))
+    live = [t for t in tails if t.status(now) == "running"]
+    sampled = live[0] if live else tails[0]  # the first live producer's telemetry
+    return cls(**shown, **details(), error=error, run_gpu=sampled.last_gpu, plots_from=plots_from, shows=shows,
+               trainer=(sampled.manifest.get("pid"), sampled.manifest.get("host")) if live else (None, None))

@@ -8,13 +8,14 @@ few hundred microseconds of numpy, each row is a handful of same-style runs, so 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 
-from spintui.tui.plot_data import PlotData, format_duration, format_number
+from spintui.tui.plot_data import PlotBand, PlotData, format_duration, format_number
 from spintui.tui.series import symlog_inverse
 
 # Distinguishable in 256-colour terminals; Rich maps them down when the terminal has fewer.
@@ -32,6 +33,15 @@ def colour(index: int) -> str:
 
 def line_style(index: int, emphasis: str) -> Style:
     return Style(color=colour(index), dim=emphasis == "dim", bold=emphasis == "bold")
+
+
+def band_style(index: int) -> Style:
+    return Style(color=colour(index), dim=True)
+
+
+def _finite_band(band: PlotBand) -> PlotBand:
+    keep = np.isfinite(band.x) & np.isfinite(band.low) & np.isfinite(band.high)
+    return band if keep.all() else PlotBand(band.label, band.x[keep], band.low[keep], band.high[keep], band.colour)
 
 
 def _raster(px: np.ndarray, py: np.ndarray, width_px: int, height_px: int) -> np.ndarray:
@@ -66,9 +76,36 @@ def _raster(px: np.ndarray, py: np.ndarray, width_px: int, height_px: int) -> np
     return (rows >= lo_r[None, :]) & (rows <= hi_r[None, :])
 
 
+def _fill(px: np.ndarray, top: np.ndarray, bottom: np.ndarray, width_px: int, height_px: int) -> np.ndarray:
+    """Boolean (height_px, width_px) image of the area between two curves over the same px (y downwards)."""
+    if len(px) == 1 or px.max() - px.min() < 1e-9:
+        cols = np.clip(np.rint(px[:1]).astype(np.int64), 0, width_px - 1)
+        t, b = top[:1], bottom[:1]
+    else:
+        cols = np.arange(max(0, math.ceil(px.min())), min(width_px - 1, math.floor(px.max())) + 1)
+        t, b = np.interp(cols, px, top), np.interp(cols, px, bottom)
+    image = np.zeros((height_px, width_px), dtype=bool)
+    if len(cols):
+        t_r = np.clip(np.floor(np.minimum(t, b) + 0.5), 0, height_px)
+        b_r = np.clip(np.floor(np.maximum(t, b) + 0.5), -1, height_px - 1)
+        rows = np.arange(height_px)[:, None]
+        image[:, cols] = (rows >= t_r[None, :]) & (rows <= b_r[None, :])
+    return image
+
+
+@functools.lru_cache(maxsize=4)
+def _shade(height_px: int, width_px: int) -> np.ndarray:
+    """Every other dot, as a checkerboard: a band reads as a lighter texture than a solid line."""
+    return (np.add.outer(np.arange(height_px), np.arange(width_px)) % 2) == 0
+
+
 def _codes(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    cells = image.reshape(rows, 4, cols, 2).transpose(0, 2, 1, 3)
-    return (cells * _DOTS).sum(axis=(2, 3))
+    """The braille code of each cell: a bit per dot, summed over the 4x2 dots as eight strided slices."""
+    codes = np.zeros((rows, cols), dtype=np.int64)
+    for r in range(4):
+        for c in range(2):
+            codes += image[r::4, c::2] * int(_DOTS[r, c])
+    return codes
 
 
 def _x_label(v: float, time_axis: bool) -> str:
@@ -85,17 +122,21 @@ def render_plot(data: PlotData | None, width: int, height: int) -> list[list[Seg
     if width <= 0 or height <= 0:
         return []
     lines = [ln for ln in (data.lines if data else []) if len(ln.x)]
+    bands = [_finite_band(b) for b in (data.bands if data else [])]
+    bands = [b for b in bands if len(b.x)]
     plot_w = width - Y_LABEL_WIDTH - 1
     plot_h = height - 1
-    if not lines or plot_w < 4 or plot_h < 2:
+    if not (lines or bands) or plot_w < 4 or plot_h < 2:
         message = (data.empty_reason if data else "") or ("waiting for data" if not lines else "too small")
         row = height // 2
         blank[row] = [Segment(message[:width].center(width), AXIS_STYLE)]
         return blank
-    xmin = min(float(ln.x.min()) for ln in lines)
-    xmax = max(float(ln.x.max()) for ln in lines)
-    ymin = min(float(ln.y.min()) for ln in lines)
-    ymax = max(float(ln.y.max()) for ln in lines)
+    xs = [ln.x for ln in lines] + [b.x for b in bands]
+    ys = [ln.y for ln in lines] + [b.low for b in bands] + [b.high for b in bands]
+    xmin = min(float(x.min()) for x in xs)
+    xmax = max(float(x.max()) for x in xs)
+    ymin = min(float(y.min()) for y in ys)
+    ymax = max(float(y.max()) for y in ys)
     if xmax <= xmin:
         xmin, xmax = xmin - 1.0, xmax + 1.0
     if ymax <= ymin:
@@ -115,6 +156,21 @@ def render_plot(data: PlotData | None, width: int, height: int) -> list[list[Seg
         codes |= c
         owner[c > 0] = i  # later lines (smoothed, test) are drawn over earlier ones
     styles = [line_style(ln.colour, ln.emphasis) for ln in lines]
+    if bands:  # behind the lines: a cell a line passes through shows the line only
+        shade = _shade(height_px, width_px)
+        band_codes = np.zeros_like(codes)
+        band_owner = np.full_like(owner, -1)
+        for j, band in enumerate(bands):
+            px = (band.x - xmin) / (xmax - xmin) * (width_px - 1)
+            top = (ymax - band.high) / (ymax - ymin) * (height_px - 1)
+            bottom = (ymax - band.low) / (ymax - ymin) * (height_px - 1)
+            c = _codes(_fill(px, top, bottom, width_px, height_px) & shade, plot_h, plot_w)
+            band_codes |= c
+            band_owner[c > 0] = j
+        shown = (codes == 0) & (band_codes > 0)
+        codes = np.where(shown, band_codes, codes)
+        owner = np.where(shown, len(lines) + band_owner, owner)
+        styles += [band_style(b.colour) for b in bands]
 
     y_ticks = {0: ymax, plot_h - 1: ymin}
     if plot_h >= 5:

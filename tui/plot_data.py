@@ -26,6 +26,7 @@ class ViewSettings:
     paused: bool = False
     loss_index: int = 0
     plot_width: int = 120  # pixel columns of the widest plot (2 per terminal cell for braille)
+    band: str = "std"  # the spread across seeds: "std" (mean +- std) or "minmax"
 
 
 SMOOTHING_STEPS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999)
@@ -41,6 +42,17 @@ class PlotLine:
 
 
 @dataclass
+class PlotBand:
+    """A shaded area between `low` and `high` (the spread of a group's seeds), drawn behind the lines."""
+
+    label: str
+    x: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    colour: int
+
+
+@dataclass
 class PlotData:
     title: str
     lines: list[PlotLine]
@@ -48,6 +60,7 @@ class PlotData:
     log_y: bool
     empty_reason: str = ""
     legend: list[tuple[str, int]] = field(default_factory=list)
+    bands: list[PlotBand] = field(default_factory=list)
 
 
 def x_values(series: Series, tail: RunTail, x_axis: str) -> np.ndarray:

@@ -18,11 +18,13 @@ from spintui.tui.command_options import options_command, runs_dir_option, runs_d
 class RunsOptions:
     runs_dir: Path | None = runs_dir_option()
     json: bool = option(False, "Print JSON instead of a table.")
+    all: bool = option(False, "Also list the runs inside experiments (named EXPERIMENT/RUN).")
 
 
 @dataclass
 class WatchOptions:
-    runs: list[str] = option(["latest"], "Run paths, names, globs or 'latest'.", argument=True, metavar="RUN...")
+    runs: list[str] = option(["latest"], "Runs or experiments: paths, names (EXPERIMENT/RUN for a run in one), "
+                             "globs or 'latest'.", argument=True, metavar="RUN...")
     runs_dir: Path | None = runs_dir_option()
 
 
@@ -54,73 +56,55 @@ def existing_runs_dir(runs_dir: Path | None) -> Path:
 
 
 def runs(given: dict) -> None:
-    """List runs with their status (a running run whose trainer is gone shows as crashed; one whose
-    run.json cannot be read, as damaged with the reason)."""
-    from spintui.profiles.runs import format_age, list_runs
+    """List runs and experiments with their status (a running run whose trainer is gone shows as
+    crashed; one whose run.json cannot be read, as damaged with the reason). An experiment is one
+    line; --all lists its runs too."""
+    from spintui.tui.run_listing import listing_rows, print_listing
 
     opts = build(RunsOptions, given)
     directory = existing_runs_dir(opts.runs_dir)
-    now = time.time()
-    rows = []
-    for r in list_runs(directory):
-        m = r.manifest
-        progress = m.get("progress") or {}
-        rows.append({
-            "name": r.name, "path": str(r.path), "kind": m.get("kind"),
-            "algo": m.get("algo") or m.get("benchmark"), "env": m.get("env"), "status": r.status,
-            "reason": r.reason, "steps": progress.get("step"), "total_steps": progress.get("total_steps"),
-            "last_return": progress.get("last_return"), "start_time": m.get("start_time"),
-            "age_s": round(now - r.start_time, 1) if r.start_time else None,
-        })
+    rows = listing_rows(directory, time.time(), all_runs=opts.all)
     if opts.json:
         print(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console()
-    if not rows:
-        console.print(f"No runs in {directory}. Start one: spintui train sac --env Pendulum-v1", markup=False)
-        return
-    colours = {"running": "green", "finished": "blue", "failed": "red", "crashed": "red bold", "stopped": "yellow",
-               "damaged": "magenta"}
-    table = Table(title=escape(f"runs in {directory}"), title_justify="left")
-    for col in ("name", "kind", "algo", "env", "status", "steps", "last return", "age"):
-        table.add_column(col, justify="right" if col in ("steps", "last return", "age") else "left")
-    for row in rows:
-        steps = "" if row["steps"] is None else f"{row['steps']:,}"
-        if row["steps"] is not None and row["total_steps"]:
-            steps += f"/{row['total_steps']:,}"
-        ret = "" if row["last_return"] is None else f"{row['last_return']:.1f}"
-        status = escape(row["status"] + (f" ({row['reason']})" if row["reason"] else ""))
-        age = "" if row["age_s"] is None else format_age(row["age_s"])
-        table.add_row(*(escape(row[k] or "") for k in ("name", "kind", "algo", "env")),
-                      f"[{colours.get(row['status'], 'white')}]{status}[/]", steps, ret, age)
-    console.print(table)
+    print_listing(rows, directory)
 
 
 def watch(given: dict) -> None:
-    """Open the live dashboard on one or more runs, live or finished."""
-    from spintui.profiles.runs import resolve_watch_runs
+    """Open the live dashboard on runs, live or finished; an experiment, or several training runs,
+    show grouped by configuration (mean and spread of the seeds). Without a terminal: one run is
+    followed line by line, several runs or an experiment print their group table when it changes."""
+    from spintui.profiles.experiments import common_experiment
+    from spintui.profiles.runs import resolve_watch
+    from spintui.tui.run_groups import grouped
 
     opts = build(WatchOptions, given)
     directory = runs_dir_or_default(opts.runs_dir)
-    run_dirs = resolve_watch_runs(opts.runs, directory,
-                                  warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
+    target = resolve_watch(opts.runs, directory,
+                           warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
+    run_dirs = target.runs
+    experiment = common_experiment(run_dirs) if target.experiments or len(run_dirs) > 1 else None
+    several = grouped(run_dirs, experiment)
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        if several:
+            from spintui.tui.experiment_follow import follow_groups
+
+            follow_groups(run_dirs, experiment)
+            return
         if len(run_dirs) > 1:
-            raise UsageError("watching several runs needs a terminal; give one run to follow it headless")
+            raise UsageError("watching several profile runs needs a terminal; give one run to follow it headless")
         from spintui.tui.follow import follow_run
 
         follow_run(run_dirs[0], stop_on_interrupt=False)  # a viewer never stops someone's training
         return
     from spintui.tui.data import Preload
+    from spintui.tui.plot_data import ViewSettings
 
-    preload = Preload(run_dirs)  # reads the runs while Textual is imported
+    # Reads (and smooths) the runs while Textual is imported.
+    preload = Preload(run_dirs, scalars=not several, smoothing=ViewSettings().smoothing)
     from spintui.tui.app import run_dashboard
 
-    run_dashboard(run_dirs, preload=preload)
+    run_dashboard(run_dirs, preload=preload, experiment=experiment)
 
 
 def evaluate(given: dict) -> None:

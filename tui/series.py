@@ -1,7 +1,8 @@
-"""Numpy-backed series of a run and the maths on them: debiased EMA smoothing, min/max decimation, symlog.
+"""Numpy-backed series of a run and the maths on them: debiased EMA smoothing, min/max decimation,
+symlog, and the statistics of several seeds' curves on one x grid.
 
 Nothing here knows about runs or widgets; `RunTail` (tui/data.py) grows `Series` as records arrive
-and the plot builders (tui/plot_data.py) smooth and decimate them for the width of a plot.
+and the plot builders (tui/plot_data.py, tui/run_groups.py) smooth, decimate and aggregate them.
 """
 
 from __future__ import annotations
@@ -56,12 +57,31 @@ class Series:
         keep = self.steps <= step
         if keep.all():
             return
-        n = int(keep.sum())
-        for attr in ("_steps", "_times", "_values"):
-            arr = getattr(self, attr)
-            arr[:n] = arr[: self._n][keep]
-        self._n = n
+        for attr in ("_steps", "_times", "_values"):  # new arrays: adopted ones may be read-only
+            setattr(self, attr, getattr(self, attr)[: self._n][keep].copy())
+        self._n = int(keep.sum())
         self._ema = None
+
+    def adopt(self, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        """Fill an empty series with these float64 arrays as they are, without a copy (they may be
+        read-only: the next append moves the data into arrays of the series' own)."""
+        if self._n or not (len(steps) == len(times) == len(values)):
+            raise ValueError("adopt fills an empty series with arrays of one length")
+        self._steps, self._times, self._values = steps, times, values
+        self._n = len(values)
+
+    def smoothing_kept(self) -> tuple[float, EmaState, np.ndarray] | None:
+        """(weight, state, smoothed values) of the last `smoothed` call, if it covers every point."""
+        cached = self._ema
+        if cached is None or cached[1] != self._n:
+            return None
+        return cached[0], cached[2], cached[3]
+
+    def keep_smoothing(self, weight: float, state: EmaState, smoothed: np.ndarray) -> None:
+        """What `smoothing_kept` gave for these same points: `smoothed(weight)` then costs nothing."""
+        if len(smoothed) != self._n:
+            raise ValueError("smoothed values for another number of points")
+        self._ema = (weight, self._n, EmaState(state.last, state.count), smoothed)
 
     @property
     def steps(self) -> np.ndarray:
@@ -171,6 +191,69 @@ def decimate_minmax(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndar
     idx = np.concatenate([[0], np.minimum(lo, hi), np.maximum(lo, hi), np.arange(body, n), [n - 1]])
     idx = np.unique(idx)  # sorted, and a bucket whose min and max coincide keeps one point
     return x[idx], y[idx]
+
+
+@dataclass
+class SeedStats:
+    """Several curves on one grid: at each x, how many cover it and their mean, std, min and max."""
+
+    x: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray  # population std (ddof 0): 0 where one curve covers x
+    low: np.ndarray  # min
+    high: np.ndarray  # max
+    count: np.ndarray
+
+
+def clean_curve(x, y) -> tuple[np.ndarray, np.ndarray] | None:
+    """The curve's finite points in increasing x (np.interp needs them so; a resumed run may step
+    back); None when no point is finite. Arrays that need no change come back as they are."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.all():
+        x, y = x[ok], y[ok]
+    if not len(x):
+        return None
+    if np.any(x[1:] < x[:-1]):
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
+    return x, y
+
+
+def across_seeds(curves: list[tuple[np.ndarray, np.ndarray]], points: int, clean: bool = True) -> SeedStats | None:
+    """The statistics of `curves` (x, y pairs, one per seed) on a grid of `points` evenly spaced x.
+
+    The rule: the grid runs from the smallest first x of any curve to the largest last x. A curve
+    counts at a grid x only inside its own x range (from its first to its last point), where it is
+    linearly interpolated between its points; outside that range it is absent, never extrapolated.
+    So where only the furthest seed has got to, the mean is that seed's curve and the spread is 0;
+    where no curve covers x (curves that do not overlap) every statistic is NaN.
+    Non-finite points are dropped first; a curve without any finite point is left out
+    (`clean=False`: the curves come from clean_curve already).
+    """
+    kept = [c for c in (clean_curve(x, y) for x, y in curves) if c is not None] if clean else list(curves)
+    if not kept:
+        return None
+    lo = min(float(x[0]) for x, _ in kept)
+    hi = max(float(x[-1]) for x, _ in kept)
+    grid = np.linspace(lo, hi, max(2, points)) if hi > lo else np.array([lo])
+    values = np.full((len(kept), len(grid)), np.nan)
+    for row, (x, y) in zip(values, kept):
+        inside = (grid >= x[0]) & (grid <= x[-1])
+        row[inside] = np.interp(grid[inside], x, y)
+    present = np.isfinite(values)
+    count = present.sum(axis=0)
+    total = np.where(present, values, 0.0).sum(axis=0)
+    mean = total / np.maximum(count, 1)
+    spread = np.where(present, values - mean, 0.0)
+    std = np.sqrt((spread ** 2).sum(axis=0) / np.maximum(count, 1))
+    low = np.where(present, values, np.inf).min(axis=0)
+    high = np.where(present, values, -np.inf).max(axis=0)
+    gap = count == 0  # between curves that do not overlap: nothing to show
+    if gap.any():
+        mean, std, low, high = (np.where(gap, np.nan, a) for a in (mean, std, low, high))
+    return SeedStats(grid, mean, std, low, high, count)
 
 
 def symlog(y: np.ndarray) -> np.ndarray:

@@ -7,9 +7,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from spintui.tui.dashboard_base import HELP_KEY, PAUSE_KEY, QUIT_KEY, DashboardBase
+from spintui.tui.dashboard_base import AXIS_KEY, HELP_KEY, LOG_KEY, PAUSE_KEY, QUIT_KEY, SMOOTHING_KEYS, DashboardBase
 from spintui.tui.frames import TrainFrame, train_frame
-from spintui.tui.plot_data import SMOOTHING_STEPS, format_number
+from spintui.tui.plot_data import format_number
 from spintui.tui.screens import QuitText
 from spintui.tui.widgets import PlotView, TelemetryPanel, legend_markup, phase_text
 
@@ -17,10 +17,9 @@ from spintui.tui.widgets import PlotView, TelemetryPanel, legend_markup, phase_t
 class TrainDashboard(DashboardBase):
     BINDINGS = [
         HELP_KEY,
-        Binding("s,plus", "smoothing(1)", "smoothing up (TensorBoard EMA weight)"),
-        Binding("S,minus", "smoothing(-1)", "smoothing down (0 shows raw only)"),
-        Binding("x", "toggle_axis", "x axis: env steps / wall time"),
-        Binding("l", "toggle_log", "log scale (symlog: losses may cross 0)"),
+        *SMOOTHING_KEYS,
+        AXIS_KEY,
+        LOG_KEY,
         PAUSE_KEY,
         Binding("j,down,right_square_bracket", "loss(1)", "next loss series"),
         Binding("k,up,left_square_bracket", "loss(-1)", "previous loss series"),
@@ -72,19 +71,5 @@ class TrainDashboard(DashboardBase):
             phases.update(text)
 
     # -- actions -----------------------------------------------------------------------------------
-    def action_smoothing(self, direction: int) -> None:
-        steps = SMOOTHING_STEPS
-        current = min(range(len(steps)), key=lambda i: abs(steps[i] - self.settings.smoothing))
-        self._settings_changed(smoothing=steps[max(0, min(len(steps) - 1, current + direction))])
-        self._update_keys()
-
-    def action_toggle_axis(self) -> None:
-        self._settings_changed(x_axis="time" if self.settings.x_axis == "step" else "step")
-        self._update_keys()
-
-    def action_toggle_log(self) -> None:
-        self._settings_changed(log_y=not self.settings.log_y)
-        self._update_keys()
-
     def action_loss(self, direction: int) -> None:
         self._settings_changed(loss_index=self.settings.loss_index + direction)

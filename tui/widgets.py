@@ -318,9 +318,17 @@ def header_text(frame: Frame, paused: bool, step_name: str, now: float | None = 
             text.append(f" {h['step']:,}  ")
         if paused:
             text.append("(paused)")
-        text.append("\n")
-        algos = sorted({f"{h['algo']} {h['env'] or ''}".strip() for h in rows})
-        text.append(", ".join(algos), style="dim")
+        what_runs(text, rows)
     if frame.error:
         text.append(f"  {frame.error}", style="red")
+    return text
+
+
+def what_runs(text: Text, rows: list[dict], error: str = "") -> Text:
+    """A new line in `text` naming the algorithms and environments of the runs in header `rows`,
+    then `error` in red."""
+    text.append("\n")
+    text.append(", ".join(sorted({f"{h['algo']} {h['env'] or ''}".strip() for h in rows})), style="dim")
+    if error:
+        text.append(f"  {error}", style="red")
     return text
