@@ -124,6 +124,18 @@ def find_experiment(spec: str, runs_dir: Path | str) -> Path | None:
     return None
 
 
+def resolve_experiment(spec: str, runs_dir: Path | str) -> Path:
+    """The experiment directory `spec` names; else a one-line error naming the closest experiments."""
+    found = find_experiment(spec, runs_dir)
+    if found is not None:
+        return found
+    names = [p.name for p in _experiments(Path(runs_dir))]
+    close = difflib.get_close_matches(spec, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else (f"; experiments: {', '.join(sorted(names))}"
+                                                               if names else "; there is none")
+    raise RunError(f"no experiment {spec!r} in {runs_dir}{hint}")
+
+
 def resolve_run(spec: str, runs_dir: Path | str, kind: str | None = None) -> Path:
     """A run directory from a path, a name under `runs_dir` (`EXP/RUN` inside an experiment), or
     `latest` (see latest_run). Naming an experiment is an error that says how to name one of its runs.

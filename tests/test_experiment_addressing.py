@@ -110,3 +110,15 @@ def test_runs_lists_a_damaged_experiment_with_the_reason(tmp_path, recorded_expe
     assert [(r["name"], r["kind"], r["status"]) for r in rows] == [("exp", "experiment", "damaged")]
     assert "not an experiment description" in rows[0]["reason"]
     assert len(list_runs(tmp_path, experiments=True)) == 6, "its runs can still be listed and watched"
+
+
+def test_runs_of_named_experiments(tmp_path, recorded_experiment, recorded_run, spintui):
+    recorded_run(tmp_path, name="solo", steps=10)
+    recorded_experiment(tmp_path)
+    recorded_experiment(tmp_path, name="other", seeds=(0,))
+    rows = json.loads(spintui("runs", "exp", "--all", "--json", "--runs-dir", str(tmp_path)).stdout)
+    assert [r["name"] for r in rows][:2] == ["exp", "exp/gamma0.98_s0"] and len(rows) == 7
+    assert "solo" not in spintui("runs", str(tmp_path / "other"), "--runs-dir", str(tmp_path)).stdout
+    spintui("runs", "exq", "--runs-dir", str(tmp_path)).assert_one_line_error(1, "no experiment 'exq'",
+                                                                             "did you mean exp")
+    spintui("runs", "solo", "--runs-dir", str(tmp_path)).assert_one_line_error(1, "no experiment 'solo'")

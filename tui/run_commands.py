@@ -16,6 +16,8 @@ from spintui.tui.command_options import options_command, runs_dir_option, runs_d
 
 @dataclass
 class RunsOptions:
+    experiments: list[str] = option([], "Only these experiments (names or paths), each with its runs.",
+                                    argument=True, metavar="[EXPERIMENT]...")
     runs_dir: Path | None = runs_dir_option()
     json: bool = option(False, "Print JSON instead of a table.")
     all: bool = option(False, "Also list the runs inside experiments (named EXPERIMENT/RUN).")
@@ -58,12 +60,17 @@ def existing_runs_dir(runs_dir: Path | None) -> Path:
 def runs(given: dict) -> None:
     """List runs and experiments with their status (a running run whose trainer is gone shows as
     crashed; one whose run.json cannot be read, as damaged with the reason). An experiment is one
-    line; --all lists its runs too."""
-    from spintui.tui.run_listing import listing_rows, print_listing
+    line; --all lists its runs too, as does naming it."""
+    from spintui.profiles.runs import resolve_experiment
+    from spintui.tui.run_listing import experiment_listing, listing_rows, print_listing
 
     opts = build(RunsOptions, given)
     directory = existing_runs_dir(opts.runs_dir)
-    rows = listing_rows(directory, time.time(), all_runs=opts.all)
+    if opts.experiments:
+        exp_dirs = list(dict.fromkeys(resolve_experiment(spec, directory) for spec in opts.experiments))
+        rows = experiment_listing(exp_dirs, time.time())
+    else:
+        rows = listing_rows(directory, time.time(), all_runs=opts.all)
     if opts.json:
         print(json.dumps(rows, indent=2))
         return

@@ -1,7 +1,8 @@
 """What `spintui runs` lists: a row per run and per experiment, and the table it prints.
 
 An experiment is one row (kind `experiment`: its algo, envs, status, runs finished of all, age);
-with `--all` its runs follow it, each named `EXP/RUN` as `spintui watch` takes it. Every row has
+with `--all`, or when experiments are named, its runs follow it, each named `EXP/RUN` as
+`spintui watch` takes it. Every row has
 an `experiment` key: the experiment a run is in, null for a run outside one and for the
 experiment rows themselves (which add `runs_done` and `runs_total`).
 """
@@ -77,6 +78,17 @@ def listing_rows(runs_dir: Path, now: float, all_runs: bool = False) -> list[dic
             inside.setdefault(r.experiment, []).append(run_row(r, now))
     return [out for row in rows
             for out in [row, *(inside.get(row["name"], []) if row["kind"] == "experiment" else [])]]
+
+
+def experiment_listing(exp_dirs: list[Path], now: float) -> list[dict]:
+    """Each experiment's line followed by its runs."""
+    rows = []
+    for exp_dir in exp_dirs:
+        rows.append(experiment_row(exp_dir, now))
+        for r in list_runs(exp_dir, now):
+            r.experiment = exp_dir.name
+            rows.append(run_row(r, now))
+    return rows
 
 
 def print_listing(rows: list[dict], runs_dir: Path, console: Console | None = None) -> None:
