@@ -73,11 +73,13 @@ class RunReader:
         """How far into metrics.jsonl the records returned so far go (bytes)."""
         return self._metrics_offset
 
-    def resume_metrics(self, offset: int, key_names: dict[int, str]) -> None:
+    def resume_metrics(self, offset: int, key_names: dict[int, str], resumes=()) -> None:
         """Go on reading metrics.jsonl from `offset`, as if its records up to there had been read
-        (by a viewer that kept what it parsed), with the scalar key names they define."""
+        (by a viewer that kept what it parsed), with the scalar key names and the resumes
+        ((step, time) pairs) they hold: scalar points are read again, and sifted by those."""
         self._metrics_offset = offset
         self.key_names.update(key_names)
+        self.resumes.extend((int(step), float(when)) for step, when in resumes)
 
     def _read_from(self, path: Path, offset: int) -> bytes:
         try:

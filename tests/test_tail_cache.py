@@ -97,3 +97,22 @@ def test_the_smoothed_returns_are_kept_too(tmp_path, small_threshold, monkeypatc
     second.poll()
     monkeypatch.setattr("spintui.tui.series.ema_debiased", lambda *a: pytest.fail("smoothed again"))
     np.testing.assert_array_equal(second.episodes.smoothed(0.6), expected)
+
+
+def test_a_cached_viewer_of_a_resumed_run_drops_what_the_resume_superseded(tmp_path, small_threshold, viewer_cache):
+    rd = create_run(tmp_path, kind="train", algo="sac", env="Pendulum-v1", seed=0)
+    killed = RunWriter(rd, heartbeat=False)
+    write(killed, 0, 300)  # then killed: its checkpoint was at step 199
+    resumed = RunWriter(rd, heartbeat=False)
+    resumed.resume(199, 2)
+    write(resumed, 200, 400)
+    first = RunTail(rd)
+    assert first.poll()
+    assert len(list(viewer_cache.iterdir())) == 1
+    second = RunTail(rd)  # from the cache; the scalars are read again and must be sifted the same way
+    assert second.poll()
+    same(first, second)
+    assert list(second.scalars["LossQ"].steps) == list(range(400))
+    assert list(second.episodes.steps) == [s for s in range(400) if s % 50]
+    assert [r["step"] for r in second.resumes] == [199]
+    resumed.close()

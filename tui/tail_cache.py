@@ -3,8 +3,8 @@
 Parsing JSON is what attaching to big runs costs: about 6 us a record here, so an experiment of
 32 runs with 100,000 episodes each takes half a minute to read, and the binary scalars are not the
 problem. After a `RunTail` has parsed a large log (CACHE_MIN_BYTES or more since what is cached)
-it stores its episodes as arrays and the few other records (epochs, events, kernels, key names)
-as JSON, with the byte offset it had read to; the next viewer of that run loads them in
+it stores its episodes as arrays and the few other records (epochs, events, kernels, key names,
+resumes) as JSON, with the byte offset it had read to; the next viewer of that run loads them in
 milliseconds and parses only what was appended since.
 
 metrics.jsonl is append-only, so the bytes before the offset never change. An entry is used only
@@ -32,7 +32,7 @@ from spintui.tui.series import EmaState
 
 CACHE_ENV = "SPINTUI_VIEWER_CACHE"
 CACHE_MIN_BYTES = 1 << 20
-FORMAT = 1
+FORMAT = 2  # 2: also the run's resumes (a viewer sifts the scalars it reads again by them)
 MAGIC = b"spintui-tail-cache\n"  # then the JSON header's length (8 bytes), the header, the arrays
 PROBE = 4096
 KEEP_S = 30 * 86400
@@ -82,6 +82,7 @@ def save(tail) -> bool:
     meta = {**stamp, "format": FORMAT, "records": json_records,
             "key_names": {str(k): v for k, v in tail.reader.key_names.items()},
             "kernels": tail.kernels, "events": tail.events, "last_gpu": tail.last_gpu,
+            "resumes": tail.resumes, "reader_resumes": tail.reader.resumes,
             "epoch_stats": {name: [s.steps.tolist(), s.times.tolist(), s.values.tolist()]
                             for name, s in tail.epoch_stats.items()}}
     arrays = [np.ascontiguousarray(getattr(getattr(tail, which), column), dtype="<f8")
@@ -144,6 +145,8 @@ def load(tail) -> bool:
         epochs = {str(name): [np.asarray(v, dtype=np.float64) for v in series]
                   for name, series in meta["epoch_stats"].items()}
         kernels, events, records = list(meta["kernels"]), list(meta["events"]), int(meta["records"])
+        resumes = [dict(r) for r in meta["resumes"]]
+        reader_resumes = [(int(step), float(when)) for step, when in meta["reader_resumes"]]
         key_names = {int(k): str(v) for k, v in meta["key_names"].items()}
     except (OSError, KeyError, TypeError, ValueError, AttributeError, struct.error):
         return False
@@ -155,9 +158,10 @@ def load(tail) -> bool:
         tail.epoch_series(name).append(steps, times, values)
     tail.kernels.extend(kernels)
     tail.events.extend(events)
+    tail.resumes.extend(resumes)
     tail.last_gpu = meta.get("last_gpu")
     tail.records += records
-    tail.reader.resume_metrics(offset, key_names)
+    tail.reader.resume_metrics(offset, key_names, reader_resumes)
     try:
         os.utime(path)  # used: keep it from being pruned
     except OSError:
