@@ -4,9 +4,11 @@ CleanRL writes it, and a Spinning Up output directory written as its EpochLogger
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 SB3_STEPS = 640
@@ -92,3 +94,11 @@ def spinningup_dir(root: Path, exp: str = "ppo-pendulum", seed: int = 0, epochs:
                 f.write("\t".join(SPINNINGUP_COLUMNS) + "\n")
             f.write("\t".join(map(str, spinningup_row(epoch, seed))) + "\n")
     return out
+
+
+def age(path: Path, seconds: float) -> None:
+    """Set the modification time of every file under `path` `seconds` into the past."""
+    then = time.time() - seconds
+    for root, _, files in os.walk(path):
+        for name in files:
+            os.utime(os.path.join(root, name), (then, then))

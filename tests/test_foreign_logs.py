@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from foreign_log_writers import (CLEANRL_PARAMS, SPINNINGUP_COLUMNS, cleanrl_points, cleanrl_writer,
+from foreign_log_writers import (CLEANRL_PARAMS, SPINNINGUP_COLUMNS, age, cleanrl_points, cleanrl_writer,
                                  spinningup_dir, spinningup_row)
 
 from spintui.errors import RunError
@@ -21,14 +21,6 @@ from spintui.profiles.store import create_run
 from spintui.profiles.tensorboard_events import EventFile, file_version_record, scalar_records
 from spintui.profiles.tensorboard_reader import EventDirTail, EventFileTail, EventUpdate, event_files
 from spintui.tui.foreign_tail import ForeignTail, open_tail
-
-
-def age(path, seconds: float) -> None:
-    """Set the modification time of every file under `path` `seconds` into the past."""
-    then = time.time() - seconds
-    for root, _, files in os.walk(path):
-        for name in files:
-            os.utime(os.path.join(root, name), (then, then))
 
 
 # --------------------------------------------------------------------------------------------------
