@@ -145,7 +145,8 @@ class EventFileTail:
 
 
 def _parse(buffer: bytes, starts: np.ndarray, lengths: np.ndarray, into: EventUpdate) -> None:
-    """Parse records into `into`: attribute reads are what cost (~3 us an event), so few are made."""
+    """Parse records into `into`: attribute reads are what cost (~3 us an event), so few are made.
+    1e5 SB3 events: ~0.07 s framing, ~0.07 s CRCs, ~0.27 s here (CPU time, this machine)."""
     from tensorboard.compat.proto.event_pb2 import Event  # ~0.06 s; the tensorboard extra
 
     parse, view, scalars = Event.FromString, memoryview(buffer), into.scalars
@@ -154,10 +155,9 @@ def _parse(buffer: bytes, starts: np.ndarray, lengths: np.ndarray, into: EventUp
         if into.first_time is None:
             into.first_time = event.wall_time or None
         for value in event.summary.value:
-            kind = value.WhichOneof("value")
-            if kind == "simple_value":
-                number = value.simple_value
-            elif kind != "tensor" or (number := _tensor_value(value, into)) is None:
+            number = value.simple_value  # which value a Value holds is asked only when this is 0
+            if not number and value.WhichOneof("value") != "simple_value" and \
+                    (value.WhichOneof("value") != "tensor" or (number := _tensor_value(value, into)) is None):
                 continue
             lists = scalars.get(value.tag)
             if lists is None:

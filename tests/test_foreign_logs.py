@@ -18,7 +18,7 @@ from spintui.profiles.foreign_logs import (LIVE_S, ForeignLog, ProgressTail, exp
                                            tag_role)
 from spintui.profiles.runs import resolve_watch_runs
 from spintui.profiles.store import create_run
-from spintui.profiles.tensorboard_events import EventFile, file_version_record, scalar_records
+from spintui.profiles.tensorboard_events import EventFile, file_version_record, record, scalar_records
 from spintui.profiles.tensorboard_reader import EventDirTail, EventFileTail, EventUpdate, event_files
 from spintui.tui.foreign_tail import ForeignTail, open_tail
 
@@ -184,6 +184,34 @@ def test_a_replaced_file_is_read_again_and_new_files_are_picked_up(tmp_path):
     (tmp_path / "events.out.tfevents.9.host").write_bytes(events(1, tag="train/loss"))
     restarted, update = directory.poll()
     assert not restarted and list(update.arrays()) == ["train/loss"]
+
+
+def test_tensor_scalars_zeros_and_text_are_read(tmp_path):
+    """TF2's tf.summary.scalar writes tensors; a simple_value of 0.0 is a point too; text is kept."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.util.tensor_util import make_tensor_proto
+
+    def event(step, **values):
+        ev = Event(wall_time=1.7e9 + step, step=step)
+        for tag, v in values.items():
+            value = ev.summary.value.add(tag=tag.replace("_", "/"))
+            if isinstance(v, str):
+                value.tensor.CopyFrom(make_tensor_proto(v.encode()))
+            elif isinstance(v, int):
+                value.tensor.CopyFrom(make_tensor_proto(np.float32(v)))
+            else:
+                value.simple_value = v
+        return record(ev.SerializeToString())
+
+    data = file_version_record(1.7e9) + event(1, epoch_loss=3, train_acc=0.0) + event(2, epoch_loss=2, note_x="hi")
+    data += record(Event(step=3, summary=Summary()).SerializeToString())
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(data)
+    restarted, update = EventDirTail(tmp_path).poll()
+    arrays = update.arrays()
+    assert arrays["epoch/loss"][0].tolist() == [1, 2] and arrays["epoch/loss"][2].tolist() == [3.0, 2.0]
+    assert arrays["train/acc"][2].tolist() == [0.0] and update.texts == {"note/x": "hi"}
+    assert update.first_time == 1.7e9
 
 
 # --------------------------------------------------------------------------------------------------
