@@ -74,7 +74,8 @@ def test_the_training_dashboard_follows_a_growing_cleanrl_run(tmp_path, screen_t
             await wait_for(pilot, lambda: app.frame is not None and returns.data is not None and returns.data.lines)
             await pilot.pause(0.2)
             text = screen_text(app)
-            for fragment in ("Loss: losses/value_loss (1/5, j/k)", "Timing  1020 steps/s", "ppo", "CartPole-v1", "running"):
+            for fragment in ("Loss: losses/value_loss (1/5, j/k)", "Timing  1020 steps/s", "ppo", "CartPole-v1",
+                             "running"):
                 assert fragment in text, fragment
             await pilot.press("j")
             await wait_for(pilot, lambda: "Loss: losses/policy_loss (2/5, j/k)" in screen_text(app))

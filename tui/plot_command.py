@@ -2,8 +2,9 @@
 matplotlib's Agg backend (no display needed; the `plot` extra).
 
 Sources are spintui runs and experiments (path, name, glob, `latest`), TensorBoard log directories
-(SB3, CleanRL, any SummaryWriter) and Spinning Up output directories. Seeds of one configuration (same config except the seed; for Spinning Up's runs, the
-same exp_name) become one mean line with a +- std band; the data are profiles/curves.py's.
+(SB3, CleanRL, any SummaryWriter) and Spinning Up output directories. Seeds of one configuration
+(same config except the seed; for the others, the same exp_name, see profiles/foreign_logs.py)
+become one mean line with a +- std band; the data are profiles/curves.py's.
 """
 
 from __future__ import annotations
