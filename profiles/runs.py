@@ -23,7 +23,6 @@ from typing import Callable
 
 from spintui.errors import RunError, UsageError
 from spintui.profiles.experiments import experiment_run_dirs, is_experiment, read_experiment
-from spintui.profiles.foreign_logs import KINDS_TEXT, LOOKED_FOR, find_foreign
 from spintui.profiles.store import DAMAGED, MANIFEST, DamagedRunError, RunPaths, effective_status, read_manifest
 
 RUNS_DIR_ENV = "SPINTUI_RUNS_DIR"
@@ -214,6 +213,8 @@ def _foreign_or_run(spec: str, runs_dir: Path) -> list[Path]:
     as_path = Path(spec).expanduser()
     if _names_run(spec, runs_dir) or not as_path.exists():
         return [resolve_run(spec, runs_dir)]
+    from spintui.profiles.foreign_logs import KINDS_TEXT, LOOKED_FOR, find_foreign  # numpy: not for `runs`
+
     found = find_foreign(as_path)
     if not found:
         raise RunError(f"{spec} is not {KINDS_TEXT} (found no {LOOKED_FOR} in it or below it)")
@@ -225,7 +226,10 @@ def _names_run(spec: str, runs_dir: Path) -> bool:
 
 
 def _glob_runs(spec: str, runs_dir: Path, target: WatchTarget, skipped: list[str]) -> list[Path]:
-    """The runs a glob matches: runs themselves, and every run of each experiment it matches."""
+    """The runs a glob matches: runs themselves, every run of each experiment it matches, and the
+    TensorBoard and Spinning Up runs in or below anything else it matches."""
+    from spintui.profiles.foreign_logs import find_foreign
+
     hits = sorted({*glob.glob(os.path.expanduser(spec)), *glob.glob(str(runs_dir / spec))})
     found: list[Path] = []
     for hit in map(Path, hits):
