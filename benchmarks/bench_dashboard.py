@@ -239,11 +239,15 @@ def attach_times(big: Path, tiny: Path, repeats: int, tiny_name: str) -> dict[st
             out["cpus"].append(viewer.first_data_cpu)
             out["loads"].append(os.getloadavg()[0])
             print(f"  attach: first frame with data after {out['times'][-1]:.3f} s (viewer CPU by then "
-                  f"{out['cpus'][-1]:.3f} s; {tiny_name}: {out['small'][-1]:.3f} s, CPU {out['small_cpus'][-1]:.3f} s; "
-                  f"load {out['loads'][-1]:.1f})", flush=True)
+                  f"{_seconds(out['cpus'][-1])}; {tiny_name}: {_seconds(out['small'][-1])}, CPU "
+                  f"{_seconds(out['small_cpus'][-1])}; load {out['loads'][-1]:.1f})", flush=True)
         viewer.close()
         time.sleep(0.5)
     return out
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"  # CPU time is None where the viewer had exited
 
 
 def bench_attach(args) -> dict:
