@@ -36,7 +36,7 @@ import numpy as np
 from spintui.errors import RunError
 from spintui.profiles.spinningup import read_config_json, table_columns
 from spintui.profiles.store import MANIFEST, PROGRESS, RunPaths
-from spintui.profiles.tensorboard_reader import EVENT_FILE_PREFIX, EventDirTail, event_files
+from spintui.profiles.tensorboard_reader import EVENT_FILE_PREFIX, EventDirTail, event_files, require_protos
 
 RUN, TENSORBOARD, SPINNINGUP = "run", "tensorboard", "spinningup"
 FOREIGN = (TENSORBOARD, SPINNINGUP)
@@ -84,6 +84,13 @@ def find_foreign(path: Path | str, depth: int = SEARCH_DEPTH) -> list[Path]:
     except OSError:
         return []
     return [found for child in children for found in find_foreign(child, depth - 1)]
+
+
+def check_readable(paths: list[Path]) -> None:
+    """UsageError (one line) when TensorBoard runs are among `paths` and cannot be read here."""
+    first = next((p for p in paths if source_kind(p) == TENSORBOARD), None)
+    if first is not None:
+        require_protos(f"reading the TensorBoard run {first}")
 
 
 def tag_role(name: str) -> str:
@@ -186,6 +193,7 @@ class ForeignLog:
         self.last_time: float | None = None  # the newest point's wall time
         self.error = ""
         if kind == TENSORBOARD:
+            require_protos(f"reading the TensorBoard run {self.path}")
             self._events = EventDirTail(self.path)
         else:
             self._progress = ProgressTail(self.path / PROGRESS)

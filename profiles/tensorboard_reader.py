@@ -27,12 +27,21 @@ from pathlib import Path
 
 import numpy as np
 
+from spintui.errors import UsageError
 from spintui.profiles.tensorboard_events import crc32c_rows, masked_crc
 
 EVENT_FILE_PREFIX = "events.out.tfevents."
 HEADER = 12  # length (8 bytes) and its CRC (4)
 FOOTER = 4  # the data's CRC
 CHUNK = 1 << 16  # records whose CRCs are checked at once (bounds the index arrays)
+
+
+def require_protos(what: str) -> None:
+    """UsageError (one line) when TensorBoard's protos, which parse the events, are not installed."""
+    try:
+        from tensorboard.compat.proto.event_pb2 import Event  # noqa: F401
+    except ImportError:
+        raise UsageError(f"{what} needs the tensorboard package: pip install 'spintui[tensorboard]'") from None
 
 
 def event_files(log_dir: Path | str) -> list[Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 
 import numpy as np
 from foreign_log_writers import age, cleanrl_points, cleanrl_writer, spinningup_dir
@@ -120,6 +121,16 @@ def test_a_directory_of_none_of_the_kinds_is_one_line(tmp_path, spintui_here):
         "events.out.tfevents.*")
     spintui_here("plot", str(tmp_path / "empty"), "-o", str(tmp_path / "f.png")).assert_one_line_error(
         1, "names no runs, experiments, TensorBoard log directories or Spinning Up output directories")
+
+
+def test_without_tensorboard_installed_a_tensorboard_run_is_one_line(tmp_path, sb3_run, spintui_here,
+                                                                      monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard.compat.proto.event_pb2", None)  # import fails
+    spintui_here("watch", str(sb3_run)).assert_one_line_error(
+        2, f"reading the TensorBoard run {sb3_run} needs the tensorboard package: "
+           "pip install 'spintui[tensorboard]'")
+    spintui_here("plot", str(sb3_run), "-o", str(tmp_path / "f.png")).assert_one_line_error(
+        2, "needs the tensorboard package")
 
 
 def test_plot_overlays_a_spintui_run_a_tensorboard_run_and_a_spinningup_run(tmp_path, recorded_run, sb3_run):

@@ -85,6 +85,7 @@ def watch(given: dict) -> None:
     one run is followed line by line, several runs or an experiment print their group table when it
     changes."""
     from spintui.profiles.experiments import common_experiment
+    from spintui.profiles.foreign_logs import check_readable
     from spintui.profiles.runs import resolve_watch
     from spintui.tui.run_groups import grouped
 
@@ -93,6 +94,7 @@ def watch(given: dict) -> None:
     target = resolve_watch(opts.runs, directory,
                            warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
     run_dirs = target.runs
+    check_readable(run_dirs)
     experiment = common_experiment(run_dirs) if target.experiments or len(run_dirs) > 1 else None
     several = grouped(run_dirs, experiment)
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
