@@ -245,8 +245,8 @@ def drift_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sb3_run(tmp_path_factory) -> Path:
-    """A TensorBoard run written by Stable-Baselines3 itself: PPO on CartPole-v1 for 640 steps with an
-    evaluation every 128 (about 15 s); shared by the session, so copy it before changing it."""
+    """A TensorBoard run written by Stable-Baselines3 itself: PPO on CartPole-v1 for 2,048 steps in
+    rollouts of 128, an evaluation every 512 (about 15 s); shared by the session: copy it to change it."""
     from foreign_log_writers import sb3_ppo_log
 
     return sb3_ppo_log(tmp_path_factory.mktemp("sb3"))

@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-SB3_STEPS = 640
+SB3_STEPS = 2048
 SB3_SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
@@ -20,17 +20,17 @@ SB3_SCRIPT = textwrap.dedent("""
     from stable_baselines3.common.env_util import make_vec_env
 
     log_dir, steps = sys.argv[1], int(sys.argv[2])
-    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu",
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=128, batch_size=64, n_epochs=2, seed=0, device="cpu",
                 tensorboard_log=log_dir)
-    evaluation = EvalCallback(make_vec_env("CartPole-v1", n_envs=1, seed=1), eval_freq=128, n_eval_episodes=2,
+    evaluation = EvalCallback(make_vec_env("CartPole-v1", n_envs=1, seed=1), eval_freq=512, n_eval_episodes=2,
                               verbose=0)
     model.learn(steps, callback=evaluation)
 """)
 
 
 def sb3_ppo_log(log_dir: Path, steps: int = SB3_STEPS) -> Path:
-    """Train Stable-Baselines3's PPO on CartPole-v1 for `steps` with tensorboard_log=log_dir (an
-    evaluation every 128 steps); returns the run's directory (log_dir/PPO_1)."""
+    """Train Stable-Baselines3's PPO on CartPole-v1 for `steps` (rollouts of 128) with
+    tensorboard_log=log_dir and an evaluation every 512 steps; returns the run's directory (log_dir/PPO_1)."""
     out = subprocess.run([sys.executable, "-c", SB3_SCRIPT, str(log_dir), str(steps)], capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

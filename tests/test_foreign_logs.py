@@ -34,14 +34,14 @@ def test_sb3_tags_feed_the_panels(sb3_run):
     assert tail.manifest["algo"] == "PPO" and tail.manifest["config"] == {"exp_name": "PPO"}
     train, test = tail.return_series()
     assert train is tail.scalars["rollout/ep_rew_mean"] and test is tail.scalars["eval/mean_reward"]
-    assert train.steps[-1] == 640 and np.all(np.diff(train.steps) == 64) and np.all(train.values > 5)
-    assert len(test) == 5 and np.all(test.steps % 128 == 0)  # an evaluation every 128 steps
+    assert train.steps[-1] == 2048 and np.all(np.diff(train.steps) == 128) and np.all(train.values > 5)
+    assert test.steps.tolist() == [512, 1024, 1536, 2048]  # an evaluation every 512 steps
     assert tail.steps_per_sec() is tail.scalars["time/fps"] and tail.current_steps_per_sec() > 0
     losses = tail.loss_names()
     assert set(losses[:4]) == {"train/loss", "train/value_loss", "train/policy_gradient_loss", "train/entropy_loss"}
     assert {"train/approx_kl", "train/clip_fraction", "rollout/ep_len_mean"} <= set(losses[4:])
     assert not {"rollout/ep_rew_mean", "eval/mean_reward", "time/fps"} & set(losses)
-    assert tail.current_step() == 640 and tail.phase_times() == []
+    assert tail.current_step() == 2048 and tail.phase_times() == []
     assert tail.start_time <= train.times[0] <= train.times[-1] <= time.time()
     assert not tail.poll(), "nothing new: nothing changed"
 

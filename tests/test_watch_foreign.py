@@ -28,7 +28,7 @@ def test_a_spintui_run_and_an_sb3_run_overlay_as_two_groups(tmp_path, recorded_r
     assert [g["group"] for g in frame.groups] == ["sac Pendulum-v1", "PPO"]
     assert [ln.label for ln in frame.returns.lines] == ["sac Pendulum-v1", "PPO"]
     sb3_line = frame.returns.lines[1]
-    assert sb3_line.x[0] == 64 and sb3_line.x[-1] == 640 and np.all(sb3_line.y > 5)
+    assert sb3_line.x[0] == 128 and sb3_line.x[-1] == 2048 and np.all(sb3_line.y > 5)
     assert frame.groups[1]["final_mean"] == tails[1].scalars["eval/mean_reward"].last()
     assert [row["algo"] for row in frame.header] == ["sac", "PPO"]
 
@@ -96,12 +96,12 @@ def test_headless_watch_of_a_tensorboard_run_says_what_it_found(tmp_path, sb3_ru
     out = spintui("watch", str(run_dir))
     assert out.returncode == 0 and out.stderr == "", out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("TensorBoard run PPO_1 in ") and lines[0].endswith("finished (14 series, 121 points)")
+    assert lines[0].startswith("TensorBoard run PPO_1 in ") and lines[0].endswith("finished (14 series, 191 points)")
     assert lines[1] == ("Return rollout/ep_rew_mean · Test eval/mean_reward · steps/s time/fps · "
                         "Loss train/entropy_loss (+10 more, j/k)")
-    assert lines[2].startswith("step 640  return ") and " test " in lines[2] and "steps/s" in lines[2]
+    assert lines[2].startswith("step 2,048  return ") and " test " in lines[2] and "steps/s" in lines[2]
     assert "train/value_loss" in out.stdout and "│ rollout/ep_rew_mean" in out.stdout
-    assert lines[-1].startswith("finished: 640 steps, return ") and lines[-1].endswith(str(run_dir))
+    assert lines[-1].startswith("finished: 2,048 steps, return ") and lines[-1].endswith(str(run_dir))
 
     shutil.copytree(sb3_run, tmp_path / "logs" / "PPO_2")
     spinningup_dir(tmp_path / "logs", epochs=3)
@@ -144,8 +144,8 @@ def test_plot_overlays_a_spintui_run_a_tensorboard_run_and_a_spinningup_run(tmp_
     lines = plot_lines(opts)
     assert [ln.label for ln in lines] == ["sac Pendulum-v1", "PPO", "CartPole-v1__ppo", "ppo-pendulum"]
     sb3, cleanrl, spinup = lines[1:]
-    assert sb3.x.tolist() == [128, 256, 384, 512, 640]  # eval/mean_reward: the test return comes first
+    assert sb3.x.tolist() == [512, 1024, 1536, 2048]  # eval/mean_reward: the test return comes first
     assert cleanrl.x.tolist() == [100, 200, 300, 400, 500] and cleanrl.mean.tolist() == [12.0, 13.0, 14.0, 15.0, 16.0]
     np.testing.assert_allclose(spinup.mean, [-500, -460, -420])
     losses = plot_lines(build(PlotOptions, {"sources": [str(sb3_run)], "value": "train/value_loss"}))
-    assert losses[0].x.tolist() == list(range(128, 641, 64))
+    assert losses[0].x.tolist() == list(range(256, 2049, 128))
