@@ -223,8 +223,34 @@ def bench_live(args) -> dict:
             "kb_per_s_median": statistics.median(r["bytes_per_s"] for r in results) / 1000, "runs": results}
 
 
+def attach_times(big: Path, tiny: Path, repeats: int, tiny_name: str) -> dict[str, list[float]]:
+    """`repeats` times: the first frame with data of a viewer of `tiny` (what start-up alone costs at
+    that moment), then of `big`; each's seconds and viewer CPU seconds, and the load average."""
+    out: dict[str, list[float]] = {"times": [], "cpus": [], "small": [], "small_cpus": [], "loads": []}
+    for _ in range(repeats):
+        viewer = PtyViewer(tiny)
+        if viewer.wait_first_data(30):
+            out["small"].append(viewer.first_data_at - viewer.started)
+            out["small_cpus"].append(viewer.first_data_cpu)
+        viewer.close()
+        viewer = PtyViewer(big)
+        if viewer.wait_first_data(60):
+            out["times"].append(viewer.first_data_at - viewer.started)
+            out["cpus"].append(viewer.first_data_cpu)
+            out["loads"].append(os.getloadavg()[0])
+            print(f"  attach: first frame with data after {out['times'][-1]:.3f} s (viewer CPU by then "
+                  f"{_seconds(out['cpus'][-1])}; {tiny_name}: {_seconds(out['small'][-1])}, CPU "
+                  f"{_seconds(out['small_cpus'][-1])}; load {out['loads'][-1]:.1f})", flush=True)
+        viewer.close()
+        time.sleep(0.5)
+    return out
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"  # CPU time is None where the viewer had exited
+
+
 def bench_attach(args) -> dict:
-    times, cpus, small = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         rd = prefill(Path(tmp), "million", 250_000, 10_000, finished=True)
@@ -232,24 +258,11 @@ def bench_attach(args) -> dict:
         size = sum(f.stat().st_size for f in rd.iterdir() if f.is_file())
         print(f"  wrote 1,000,000 scalar records + 10,000 episodes ({size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - t:.1f} s", flush=True)
-        for _ in range(args.repeats):
-            # The same start-up on a 400-record run, right before: what start-up alone costs now.
-            viewer = PtyViewer(tiny)
-            if viewer.wait_first_data(30):
-                small.append(viewer.first_data_at - viewer.started)
-            viewer.close()
-            viewer = PtyViewer(rd)
-            if viewer.wait_first_data(30):
-                times.append(viewer.first_data_at - viewer.started)
-                cpus.append(viewer.first_data_cpu)
-                print(f"  attach: first frame with data after {times[-1]:.3f} s "
-                      f"(viewer CPU by then {cpus[-1]:.3f} s; a 400-record run: {small[-1]:.3f} s; "
-                      f"load {os.getloadavg()[0]:.1f})", flush=True)
-            viewer.close()
-            time.sleep(0.5)
+        found = attach_times(rd, tiny, args.repeats, "a 400-record run")
+    times, cpus = found["times"], found["cpus"]
     return {"first_frame_s_median": statistics.median(times), "first_frame_s_min": min(times),
             "viewer_cpu_s_to_first_frame_median": statistics.median(c for c in cpus if c is not None),
-            "tiny_run_first_frame_s_median": statistics.median(small), "runs": times}
+            "tiny_run_first_frame_s_median": statistics.median(found["small"]), "runs": times}
 
 
 def steps_in_window(run_dir: Path, t0: float, t1: float) -> float:

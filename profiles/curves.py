@@ -1,8 +1,9 @@
 """Learning curves as Spinning Up's plot.py draws them: a value per epoch against steps or time,
 smoothed per run, and the seeds of one configuration reduced to a mean and a standard deviation.
 
-A curve comes from a spintui run (its epoch records, full precision) or from a Spinning Up output
-directory (progress.txt, with config.json's exp_name naming its configuration). Seeds are aligned
+A curve comes from a spintui run (its epoch records, full precision), from a Spinning Up output
+directory (progress.txt, with config.json's exp_name naming its configuration) or from a TensorBoard
+run (one tag's scalars, a point per event; its configuration named as profiles/foreign_logs.py says). Seeds are aligned
 by epoch: point i of a group is the mean (and population std, as Spinning Up's seaborn tsplot drew
 it) over the runs that have an epoch i, at the mean x of those runs (the same steps for every seed;
 for time, the mean time). numpy only; the drawing is tui/plot_command.py.
@@ -17,12 +18,14 @@ import numpy as np
 
 from spintui.errors import UsageError
 from spintui.profiles.config_groups import configuration
+from spintui.profiles.foreign_logs import RETURN_TAGS, TENSORBOARD, TEST_RETURN_TAGS, read_all
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.sources import Source
 from spintui.profiles.spinningup import read_config_json, read_progress
 from spintui.profiles.store import RunPaths
 
-PERFORMANCE = ("AverageTestEpRet", "AverageEpRet")  # Spinning Up's "Performance": the first a run has
+# Spinning Up's "Performance": the first a run has (test returns first), TensorBoard's return tags too
+PERFORMANCE = (*TEST_RETURN_TAGS, *RETURN_TAGS)
 X_COLUMNS = {"steps": "TotalEnvInteracts", "time": "Time"}
 
 
@@ -48,7 +51,10 @@ class Curve:
         raise UsageError(f"{self.source.label} has no AverageTestEpRet or AverageEpRet; pick one with --value")
 
 
-def load_curve(source: Source) -> Curve:
+def load_curve(source: Source, value: str | None = None) -> Curve:
+    """The source's epoch table; for a TensorBoard run, the `value` tag (default: its return)."""
+    if source.kind == TENSORBOARD:
+        return _tensorboard_curve(source, value)
     if source.kind == "spinningup":
         columns = {k: np.asarray(v, dtype=np.float64)
                    for k, v in read_progress(RunPaths(source.path).progress).items()}
@@ -70,6 +76,17 @@ def load_curve(source: Source) -> Curve:
     if "Time" not in columns:
         columns["Time"] = np.full(len(next(iter(columns.values()), [])), math.nan)
     return Curve(source, config, columns)
+
+
+def _tensorboard_curve(source: Source, value: str | None) -> Curve:
+    log, series = read_all(source.path)
+    tag = value if value is not None else next((t for t in PERFORMANCE if t in series), None)
+    if tag not in series:
+        wanted = f"no tag {value}" if value is not None else "no return tag (" + ", ".join(RETURN_TAGS[:3]) + ")"
+        raise UsageError(f"{source.label} has {wanted}; pick one with --value: {', '.join(series) or 'none yet'}")
+    steps, times, values = series[tag]
+    start = log.start_time if log.start_time is not None else (times[0] if len(times) else 0.0)
+    return Curve(source, log.info()["config"], {"TotalEnvInteracts": steps, "Time": times - start, tag: values})
 
 
 def _number(value) -> float:

@@ -3,7 +3,8 @@
 A run inside an experiment (profiles/experiments.py) is addressed as `EXP/RUN`, its path relative
 to the runs directory, or by its path; `spintui watch` also takes a whole experiment by name, path
 or glob and gets its runs. `latest` is the newest run that has started (a queued run only when no
-run has), inside experiments or not.
+run has), inside experiments or not. `watch` also takes TensorBoard and Spinning Up runs by path
+(profiles/foreign_logs.py).
 
 A run whose run.json cannot be read never hides the others: listings show it with status
 "damaged" and the reason, globs and experiments skip it with a warning, and naming it is a
@@ -176,7 +177,9 @@ class WatchTarget:
 
 def resolve_watch(specs: list[str], runs_dir: Path | str, warn: Callable[[str], None] | None = None) -> WatchTarget:
     """Run directories from paths, names (`EXP/RUN` too), `latest`, experiments (by path or name:
-    all their runs) or globs of any of these (as paths, or as names under runs_dir).
+    all their runs) or globs of any of these (as paths, or as names under runs_dir). A path that is
+    none of these stands for the TensorBoard and Spinning Up runs in or below it
+    (profiles/foreign_logs.py); where there are none, it is an error that says what was expected.
 
     Globs and experiments skip damaged runs, telling `warn` about each, unless nothing else is
     left (then it is an error, as is a damaged run or experiment named outright).
@@ -188,7 +191,7 @@ def resolve_watch(specs: list[str], runs_dir: Path | str, warn: Callable[[str], 
         if _is_glob(spec):
             found = _glob_runs(spec, runs_dir, target, skipped)
         elif _names_run(spec, runs_dir) or find_experiment(spec, runs_dir) is None:
-            found = [resolve_run(spec, runs_dir)]  # a run, `latest`, or the error that says what is wrong
+            found = _foreign_or_run(spec, runs_dir)
         else:
             exp_dir = find_experiment(spec, runs_dir)
             found = _readable(experiment_run_dirs(exp_dir), skipped)  # a damaged experiment.json raises
@@ -204,12 +207,29 @@ def resolve_watch(specs: list[str], runs_dir: Path | str, warn: Callable[[str], 
     return target
 
 
+def _foreign_or_run(spec: str, runs_dir: Path) -> list[Path]:
+    """The TensorBoard and Spinning Up runs a path holds; else the run `spec` names (a run, `latest`,
+    or the error that says what is wrong)."""
+    as_path = Path(spec).expanduser()
+    if _names_run(spec, runs_dir) or not as_path.exists():
+        return [resolve_run(spec, runs_dir)]
+    from spintui.profiles.foreign_logs import KINDS_TEXT, LOOKED_FOR, find_foreign  # numpy: not for `runs`
+
+    found = find_foreign(as_path)
+    if not found:
+        raise RunError(f"{spec} is not {KINDS_TEXT} (found no {LOOKED_FOR} in it or below it)")
+    return found
+
+
 def _names_run(spec: str, runs_dir: Path) -> bool:
     return spec == "latest" or _has_manifest(Path(spec).expanduser()) or _has_manifest(runs_dir / spec)
 
 
 def _glob_runs(spec: str, runs_dir: Path, target: WatchTarget, skipped: list[str]) -> list[Path]:
-    """The runs a glob matches: runs themselves, and every run of each experiment it matches."""
+    """The runs a glob matches: runs themselves, every run of each experiment it matches, and the
+    TensorBoard and Spinning Up runs in or below anything else it matches."""
+    from spintui.profiles.foreign_logs import find_foreign
+
     hits = sorted({*glob.glob(os.path.expanduser(spec)), *glob.glob(str(runs_dir / spec))})
     found: list[Path] = []
     for hit in map(Path, hits):
@@ -223,6 +243,8 @@ def _glob_runs(spec: str, runs_dir: Path, target: WatchTarget, skipped: list[str
                 continue
             found += _readable(run_dirs, skipped)
             target.experiments.append(hit)
+        else:
+            found += find_foreign(hit)
     if not found and skipped:
         raise RunError(f"no readable runs match {spec!r}; damaged: {_first(skipped)}")
     if not found:

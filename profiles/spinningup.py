@@ -10,7 +10,7 @@
   the algorithm and the run's resolved config, as Spinning Up's `logx` writes it; its plot.py groups
   runs by `exp_name`.
 * `read_progress` reads a progress.txt written by either (for `spintui plot` of Spinning Up output
-  directories).
+  directories); `table_columns` its rows (profiles/foreign_logs.py reads a growing one).
 """
 
 from __future__ import annotations
@@ -119,9 +119,13 @@ def read_progress(path: Path | str) -> dict[str, list[float]]:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return {}
-    header = lines[0].split("\t")
+    return table_columns(lines[0].split("\t"), lines[1:])
+
+
+def table_columns(header: list[str], lines: list[str]) -> dict[str, list[float]]:
+    """Tab-separated rows under `header` as columns of floats (an empty or unreadable cell is NaN)."""
     columns: dict[str, list[float]] = {name: [] for name in header}
-    for ln in lines[1:]:
+    for ln in lines:
         cells = ln.split("\t")
         for i, name in enumerate(header):
             try:

@@ -52,14 +52,14 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def _masked(crc):
+def masked_crc(crc):
     """TFRecord's CRC mask, for an int or an array of uint32."""
     if isinstance(crc, np.ndarray):
         return ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8)
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _crc32c_rows(rows: np.ndarray) -> np.ndarray:
+def crc32c_rows(rows: np.ndarray) -> np.ndarray:
     """CRC-32C of every row of a (records, bytes) uint8 matrix."""
     crc = np.full(len(rows), 0xFFFFFFFF, dtype=np.uint32)
     columns = np.ascontiguousarray(rows.T)
@@ -81,7 +81,7 @@ def varint(n: int) -> bytes:
 def record(data: bytes) -> bytes:
     """One TFRecord around serialized bytes."""
     header = struct.pack("<Q", len(data))
-    return header + struct.pack("<I", _masked(crc32c(header))) + data + struct.pack("<I", _masked(crc32c(data)))
+    return header + struct.pack("<I", masked_crc(crc32c(header))) + data + struct.pack("<I", masked_crc(crc32c(data)))
 
 
 def file_version_record(wall_time: float) -> bytes:
@@ -119,7 +119,7 @@ def _block(steps: np.ndarray, times: np.ndarray, values: np.ndarray, n: int, mid
     header = struct.pack("<Q", size)
     rows = np.empty((len(steps), 12 + size + 4), dtype=np.uint8)
     rows[:, :8] = np.frombuffer(header, np.uint8)
-    rows[:, 8:12] = np.frombuffer(struct.pack("<I", _masked(crc32c(header))), np.uint8)
+    rows[:, 8:12] = np.frombuffer(struct.pack("<I", masked_crc(crc32c(header))), np.uint8)
     data = rows[:, 12:12 + size]
     data[:, 0] = 0x09
     data[:, 1:9] = times.view(np.uint8).reshape(-1, 8)
@@ -130,7 +130,7 @@ def _block(steps: np.ndarray, times: np.ndarray, values: np.ndarray, n: int, mid
         data[:, 10 + k] = (byte | np.uint64(0x80 if k < n - 1 else 0)).astype(np.uint8)
     data[:, 9 + tagged:9 + tagged + len(middle)] = middle
     data[:, -4:] = values.view(np.uint8).reshape(-1, 4)
-    rows[:, -4:] = _masked(_crc32c_rows(data)).astype("<u4").view(np.uint8).reshape(-1, 4)
+    rows[:, -4:] = masked_crc(crc32c_rows(data)).astype("<u4").view(np.uint8).reshape(-1, 4)
     return rows.tobytes()
 
 

@@ -237,3 +237,16 @@ def drift_run(tmp_path_factory):
         capture_output=True, text=True, env=spintui_env(), timeout=300)
     assert result.returncode == 0, result.stderr + result.stdout
     return runs_dir, runs_dir / "drift", tb_dir
+
+
+# --------------------------------------------------------------------------------------------------
+# Logs of other tools (tests/foreign_log_writers.py)
+
+
+@pytest.fixture(scope="session")
+def sb3_run(tmp_path_factory) -> Path:
+    """A TensorBoard run written by Stable-Baselines3 itself: PPO on CartPole-v1 for 2,048 steps in
+    rollouts of 128, an evaluation every 512 (about 15 s); shared by the session: copy it to change it."""
+    from foreign_log_writers import sb3_ppo_log
+
+    return sb3_ppo_log(tmp_path_factory.mktemp("sb3"))

@@ -32,8 +32,8 @@ from spintui.errors import RunError
 from spintui.profiles import gpu as telemetry
 from spintui.profiles.processes import request_clean_stop, wait_for_exit
 from spintui.profiles.provenance import host_name
-from spintui.profiles.store import read_manifest
-from spintui.tui.data import Preload, RunTail, poll_tails
+from spintui.tui.data import Preload, poll_tails
+from spintui.tui.foreign_tail import open_tail, source_manifest
 from spintui.tui.frames import Frame
 from spintui.tui.plot_data import SMOOTHING_STEPS, ViewSettings
 from spintui.tui.screens import HelpScreen, QuitDialog, QuitText
@@ -116,7 +116,7 @@ class DashboardBase(App):
         self.owned = owned  # the producer's Popen when this viewer started it
         self.refresh_s = refresh_s
         self.telemetry_s = telemetry_s
-        first = read_manifest(self.run_dirs[0])
+        first = source_manifest(self.run_dirs[0])
         self.trainer: tuple[int | None, str | None] = (first.get("pid"), first.get("host"))
         self.settings = ViewSettings()
         self._wake = threading.Event()
@@ -174,7 +174,7 @@ class DashboardBase(App):
     def _data_worker(self) -> None:
         tails = self._preloaded() if self.preload is not None else None
         if tails is None:
-            tails = [RunTail(p, read_scalars=self.READ_SCALARS) for p in self.run_dirs]
+            tails = [open_tail(p, read_scalars=self.READ_SCALARS) for p in self.run_dirs]
         frame = None
         while not self._stop_workers.is_set():
             settings = self.settings

@@ -335,8 +335,10 @@ class Preload:
         self._thread.start()
 
     def _load(self) -> None:
+        from spintui.tui.foreign_tail import open_tail  # it builds on RunTail: imported once this module is
+
         try:
-            tails = [RunTail(p, read_scalars=self._scalars) for p in self._run_dirs]
+            tails = [open_tail(p, read_scalars=self._scalars) for p in self._run_dirs]
             for tail in tails:
                 tail.poll(keep=False)
                 train, _ = tail.return_series()

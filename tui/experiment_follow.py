@@ -18,7 +18,8 @@ from rich.table import Table
 
 from spintui.errors import RunError
 from spintui.profiles.experiments import experiment_status, read_experiment
-from spintui.tui.data import RunTail, poll_tails
+from spintui.tui.data import poll_tails
+from spintui.tui.foreign_tail import open_tail
 from spintui.tui.run_groups import COUNTED, TABLE_COLUMNS, group_rows, group_runs, row_cells
 
 POLL_S = 1.0
@@ -30,7 +31,7 @@ def follow_groups(run_dirs: list[Path], experiment: Path | None = None, console:
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)  # a log file: never fold the table's columns
-    tails = [RunTail(p, read_scalars=False) for p in run_dirs]
+    tails = [open_tail(p, read_scalars=False) for p in run_dirs]
     data: dict | None = None
     shown = None
     while True:

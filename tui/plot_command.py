@@ -1,9 +1,10 @@
 """`spintui plot SOURCES... -o FIG.png`: learning curves as Spinning Up's plot.py draws them, with
 matplotlib's Agg backend (no display needed; the `plot` extra).
 
-Sources are spintui runs and experiments (path, name, glob, `latest`) and Spinning Up output
-directories. Seeds of one configuration (same config except the seed; for Spinning Up's runs, the
-same exp_name) become one mean line with a +- std band; the data are profiles/curves.py's.
+Sources are spintui runs and experiments (path, name, glob, `latest`), TensorBoard log directories
+(SB3, CleanRL, any SummaryWriter) and Spinning Up output directories. Seeds of one configuration
+(same config except the seed; for the others, the same exp_name, see profiles/foreign_logs.py)
+become one mean line with a +- std band; the data are profiles/curves.py's.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ def _words(text: str | None) -> list[str]:
 
 @dataclass
 class PlotOptions:
-    sources: list[str] = option([], "Runs, experiments (path, name, glob or 'latest') and Spinning Up output "
-                                "directories.", argument=True, metavar="SOURCE...")
+    sources: list[str] = option([], "Runs, experiments (path, name, glob or 'latest'), TensorBoard log "
+                                "directories and Spinning Up output directories.", argument=True, metavar="SOURCE...")
     output: Path | None = option(None, "The figure: FILE.png, .svg or .pdf.", flag="--output -o", metavar="FILE")
-    value: str | None = option(None, "Epoch column to plot, e.g. AverageEpRet or LossQ.",
-                               default_text="AverageTestEpRet, else AverageEpRet")
+    value: str | None = option(None, "Epoch column or TensorBoard tag to plot, e.g. AverageEpRet, LossQ or "
+                               "train/value_loss.", default_text="the test return, else the training return")
     xaxis: Literal["steps", "time"] = option("steps", "x axis: environment steps (TotalEnvInteracts) or "
                                              "seconds since the start (Time).")
     smooth: int = option(1, "Average each run over a window of N epochs first (Spinning Up's smoothing).",
@@ -60,14 +61,15 @@ def plot_lines(opts: PlotOptions, warn=None) -> list[Line]:
     from spintui.profiles.sources import resolve_sources
 
     if not opts.sources:
-        raise UsageError("give runs, experiments or Spinning Up output directories to plot")
-    sources = resolve_sources(opts.sources, runs_dir_or_default(opts.runs_dir), spinningup=True, warn=warn)
+        raise UsageError("give runs, experiments, TensorBoard log directories or Spinning Up output directories "
+                         "to plot")
+    sources = resolve_sources(opts.sources, runs_dir_or_default(opts.runs_dir), foreign=True, warn=warn)
     select, exclude = _words(opts.select), _words(opts.exclude)
     sources = [s for s in sources if all(w in str(s.path) for w in select)
                and not any(w in str(s.path) for w in exclude)]
     if not sources:
         raise UsageError("--select/--exclude left no runs to plot")
-    curves = [load_curve(s) for s in sources]
+    curves = [load_curve(s, opts.value) for s in sources]
     data = [points(c, opts.value, opts.xaxis, opts.smooth) for c in curves]
     groups = group_by_config([c.config for c in curves])
     legend = _words(opts.legend)
@@ -107,7 +109,8 @@ def figure(lines: list[Line], opts: PlotOptions):
 
 
 def plot(given: dict) -> None:
-    """Plot learning curves of runs, experiments and Spinning Up output directories into a figure."""
+    """Plot learning curves of runs, experiments, TensorBoard log directories and Spinning Up output
+    directories into a figure."""
     opts = build(PlotOptions, given)
     if opts.output is None:
         raise UsageError("say where to write the figure: -o FILE.png, .svg or .pdf")

@@ -26,7 +26,8 @@ class RunsOptions:
 @dataclass
 class WatchOptions:
     runs: list[str] = option(["latest"], "Runs or experiments: paths, names (EXPERIMENT/RUN for a run in one), "
-                             "globs or 'latest'.", argument=True, metavar="RUN...")
+                             "globs or 'latest'; TensorBoard log directories and Spinning Up output "
+                             "directories by path.", argument=True, metavar="RUN...")
     runs_dir: Path | None = runs_dir_option()
 
 
@@ -79,9 +80,12 @@ def runs(given: dict) -> None:
 
 def watch(given: dict) -> None:
     """Open the live dashboard on runs, live or finished; an experiment, or several training runs,
-    show grouped by configuration (mean and spread of the seeds). Without a terminal: one run is
-    followed line by line, several runs or an experiment print their group table when it changes."""
+    show grouped by configuration (mean and spread of the seeds). TensorBoard log directories and
+    Spinning Up output directories are read like runs (read-only, as they grow). Without a terminal:
+    one run is followed line by line, several runs or an experiment print their group table when it
+    changes."""
     from spintui.profiles.experiments import common_experiment
+    from spintui.profiles.foreign_logs import check_readable
     from spintui.profiles.runs import resolve_watch
     from spintui.tui.run_groups import grouped
 
@@ -90,6 +94,7 @@ def watch(given: dict) -> None:
     target = resolve_watch(opts.runs, directory,
                            warn=lambda message: print(f"spintui: warning: {message}", file=sys.stderr))
     run_dirs = target.runs
+    check_readable(run_dirs)
     experiment = common_experiment(run_dirs) if target.experiments or len(run_dirs) > 1 else None
     several = grouped(run_dirs, experiment)
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
@@ -100,6 +105,13 @@ def watch(given: dict) -> None:
             return
         if len(run_dirs) > 1:
             raise UsageError("watching several profile runs needs a terminal; give one run to follow it headless")
+        from spintui.profiles.foreign_logs import is_foreign
+
+        if is_foreign(run_dirs[0]):
+            from spintui.tui.foreign_follow import follow_foreign
+
+            follow_foreign(run_dirs[0])
+            return
         from spintui.tui.follow import follow_run
 
         follow_run(run_dirs[0], stop_on_interrupt=False)  # a viewer never stops someone's training

@@ -3,7 +3,8 @@
 A group is the runs of one configuration: algorithm, environment and resolved config (run.json's
 "config") equal but for the seed (profiles/config_groups.py, by which `spintui plot` groups too):
 the seeds of one point of an experiment's grid, or of any runs watched together. A group is named
-after the settings that differ between the groups (`gamma=0.98, lr=0.001`).
+after the settings that differ between the groups (`gamma=0.98, lr=0.001`). A TensorBoard or
+Spinning Up run's configuration is its `exp_name` (profiles/foreign_logs.py), which names its group.
 
 The Return plot shows, per group, the mean of its seeds' smoothed training returns with a band
 behind it, mean +- std (population std over the seeds present) or min to max, on a grid of x
@@ -24,8 +25,8 @@ import numpy as np
 
 from spintui.errors import RunError, UsageError
 from spintui.profiles.config_groups import configuration, group_by_config, group_labels
-from spintui.profiles.store import read_manifest
 from spintui.tui.data import RunTail
+from spintui.tui.foreign_tail import source_manifest
 from spintui.tui.plot_data import PlotBand, PlotData, PlotLine, ViewSettings, format_number, x_label, x_values
 from spintui.tui.series import across_seeds, clean_curve, symlog
 
@@ -36,10 +37,11 @@ BAND_NAMES = {"std": "± std", "minmax": "min–max"}
 
 
 def runs_kind(run_dirs: list) -> str:
-    """The runs' kind (their manifests' `kind`); runs of different kinds are an error."""
+    """The runs' kind (their manifests' `kind`; TensorBoard and Spinning Up runs train); runs of
+    different kinds are an error."""
     if not run_dirs:
         raise RunError("no runs to watch")
-    kinds = {str(read_manifest(p).get("kind") or "train") for p in run_dirs}
+    kinds = {str(source_manifest(p).get("kind") or "train") for p in run_dirs}
     if len(kinds) > 1:
         raise UsageError(f"cannot watch {' and '.join(sorted(kinds))} runs together; give runs of one kind")
     return kinds.pop()
