@@ -12,6 +12,7 @@ Importing this package does not import triton; the Triton kernels load on first 
 from .layout import BLOCK_SIZES, BlockLayout
 from .linear import BlockSparseLinear
 from .matmul import BACKENDS, MODES, blocksparse_matmul, select_backend
+from .softmax import blocksparse_softmax
 
 __all__ = ["BLOCK_SIZES", "BACKENDS", "MODES", "BlockLayout", "BlockSparseLinear", "blocksparse_matmul",
-           "select_backend"]
+           "blocksparse_softmax", "select_backend"]

@@ -163,9 +163,7 @@ def blocksparse_matmul(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout, mo
         return t.shape[:-mat_dims], (cols, rows) if trans else (rows, cols)
 
     def sparse_parts(name, t, trans):
-        if t.dim() < 3 or tuple(t.shape[-3:]) != (layout.nnz, blk, blk):
-            raise ValueError(f"{name} must hold block values [..., {layout.nnz}, {blk}, {blk}] for this layout, "
-                             f"got shape {tuple(t.shape)}")
+        layout.check_values(t, f"{name} (block values)")
         return t.shape[:-3], (s_cols, s_rows) if trans else (s_rows, s_cols)
 
     if mode == "sdd":

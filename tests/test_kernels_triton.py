@@ -42,6 +42,9 @@ def test_triton_kernels_under_interpreter_match_float64_dense():
         assert {f"bwd-{mode}-plain", f"bwd-{mode}-transposed", f"fwd-fp16-{mode}", f"fwd-block64-{mode}"} <= names
     assert {f"fwd-persistent-{mode}-ta{ta}-tb{tb}" for mode in ("dsd", "dds") for ta in (0, 1)
             for tb in (0, 1)} <= names
+    assert {"fwd-bias-dsd", "fwd-bias-dds"} <= names
+    assert {f"softmax-{case}-causal{c}" for case in ("fwd-heads16-batch", "fwd-wide32", "fwd-fp16", "bwd-heads16")
+            for c in (0, 1)} <= names
     bad = {}
     for name, err in results.items():
         tol = TOLERANCE["fp16"] if "fp16" in name else TOLERANCE["default"]
