@@ -45,6 +45,7 @@ def test_triton_kernels_under_interpreter_match_float64_dense():
     assert {"fwd-bias-dsd", "fwd-bias-dds"} <= names
     assert {f"softmax-{case}-causal{c}" for case in ("fwd-heads16-batch", "fwd-wide32", "fwd-fp16", "bwd-heads16")
             for c in (0, 1)} <= names
+    assert {"attention-fwd-heads16-causal0", "attention-fwd-heads16-causal1", "attention-bwd-heads16-causal1"} <= names
     bad = {}
     for name, err in results.items():
         tol = TOLERANCE["fp16"] if "fp16" in name else TOLERANCE["default"]

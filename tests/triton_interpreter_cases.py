@@ -16,13 +16,15 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import torch  # noqa: E402
 
-from spintui.kernels import BlockLayout, blocksparse_matmul, blocksparse_softmax, softmax, triton_kernels  # noqa: E402
+from spintui.kernels import (BlockLayout, attention, blocksparse_attention, blocksparse_matmul,  # noqa: E402
+                             blocksparse_softmax, softmax, triton_kernels)
 
 torch.set_num_threads(1)
 F64 = torch.float64
 
 
 def rel_err(got, want):
+    got, want = got.detach(), want.detach()
     return float((got.to(F64) - want).abs().max() / want.abs().max())
 
 
@@ -109,6 +111,22 @@ def softmax_backward_case(layout, causal, seed=0):
     return rel_err(*grads)
 
 
+def attention_case(layout, causal, backward=False, seed=0):
+    """Attention through the triton backend (SDD, softmax, DSD kernels) against fp64 SDPA with the mask."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, layout.heads_or_one, layout.shape[-1], 16, generator=gen, dtype=F64) for _ in range(3))
+    weight = torch.randn(q.shape, generator=gen, dtype=F64)
+    ours = [t.float().requires_grad_() for t in (q, k, v)]
+    dense = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = blocksparse_attention(*ours, layout, causal=causal, backend="triton")
+    want = attention.attention_dense(*dense, layout, causal=causal)
+    if not backward:
+        return rel_err(out, want)
+    grads = torch.autograd.grad((out * weight.float()).sum(), ours)
+    wants = torch.autograd.grad((want * weight).sum(), dense)
+    return max(rel_err(g, w) for g, w in zip(grads, wants))
+
+
 def softmax_cases() -> dict:
     """Layouts with an empty block-row and an empty block-column in every head; head 1's block-row 0
     holds only a block above the diagonal, so causal empties it too."""
@@ -122,6 +140,8 @@ def softmax_cases() -> dict:
         results[f"softmax-fwd-wide32-causal{c}"] = softmax_forward_case(wide, causal)
         results[f"softmax-fwd-fp16-causal{c}"] = softmax_forward_case(heads, causal, dtype=torch.float16)
         results[f"softmax-bwd-heads16-causal{c}"] = softmax_backward_case(heads, causal)
+        results[f"attention-fwd-heads16-causal{c}"] = attention_case(heads, causal)
+    results["attention-bwd-heads16-causal1"] = attention_case(heads, True, backward=True)
     return results
 
 
