@@ -7,6 +7,7 @@ TOML files, validation and what a run records in `run.json`. Field types say wha
     Literal["a", "b"]                  one of the listed words; `--help` lists them
     float | Literal["auto"]            a number or one of the words
     tuple[int, ...]                    comma-separated integers, e.g. 256,256
+    tuple[Literal["a", "b"], ...]      comma-separated words, each one of the listed, e.g. a,b
     list[str]                          several words (positional arguments)
     X | None                           also "none" / empty: not set
 
@@ -32,7 +33,7 @@ from typing import Any, Callable, Literal, Mapping
 
 from spintui.errors import ConfigError
 
-__all__ = ["Range", "option", "build", "coerce", "accepted", "flag_name", "option_fields", "split_type",
+__all__ = ["Range", "option", "build", "coerce", "accepted", "flag_name", "option_fields", "split_type", "item_words",
            "field_type", "format_default", "to_dict", "POSITIVE", "NON_NEGATIVE", "AT_LEAST_1", "UNIT", "LEARNING_RATE", "SEED"]
 
 
@@ -135,8 +136,18 @@ def _union_args(tp: Any) -> tuple:
 
 
 def choices(cls: type, name: str) -> tuple[str, ...]:
-    """The words a field accepts (its Literal values)."""
-    return split_type(field_type(cls, name))[2]
+    """The words a field accepts (its Literal values, or those of its tuple's items)."""
+    base, _, words = split_type(field_type(cls, name))
+    return words or item_words(base)
+
+
+def item_words(tp: Any) -> tuple[str, ...]:
+    """The words each item of a ``tuple[Literal[...], ...]`` may be; () for other types."""
+    if typing.get_origin(tp) is tuple:
+        item = typing.get_args(tp)[0]
+        if typing.get_origin(item) is Literal:
+            return tuple(typing.get_args(item))
+    return ()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,7 +164,9 @@ def accepted(cls: type, f: dataclasses.Field) -> str:
     bound = f" {rng.describe()}" if rng is not None and rng.describe() else ""
     parts = []
     if base is not None:
-        if typing.get_origin(base) is tuple:
+        if item_words(base):
+            parts.append(f"comma-separated words from {', '.join(item_words(base))}")
+        elif typing.get_origin(base) is tuple:
             parts.append(f"comma-separated integers{bound}, e.g. 256,256")
         elif typing.get_origin(base) is list:
             parts.append("one or more words")
@@ -202,7 +215,13 @@ def _show(value: Any) -> str:
 def _convert(tp: Any, value: Any) -> Any:
     if typing.get_origin(tp) is tuple:
         items = value.replace(" ", "").split(",") if isinstance(value, str) else list(value)
-        out = tuple(_convert(int, v) for v in items)
+        words = item_words(tp)
+        if words:
+            if any(v not in words for v in items):
+                raise ValueError
+            out = tuple(dict.fromkeys(items))  # in order, each once
+        else:
+            out = tuple(_convert(int, v) for v in items)
         if not out:
             raise ValueError
         return out
