@@ -117,27 +117,41 @@ def time_attention_case(M, N, K, block, density, dtype=torch.float32, device="cp
                 flops=flops, M=M, N=N, K=K)
 
 
-def _flex_seconds(layout, causal, qkv, backward, min_run_time) -> float | None:
-    """FlexAttention compiled with the layout as its block mask (CUDA only); None if unavailable."""
+def flex_peer(layout, causal: bool, compiled: bool = True):
+    """FlexAttention with the layout (and causal mask) as its BlockMask: fn(q, k, v) on [B, H, T, d],
+    or None where torch has no FlexAttention. Compiled is what to time (eager applies only the mask)."""
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     except ImportError:
         return None
-    q, k, v = (t[:, None] for t in qkv)  # [B, H, T, d]
-    seq = q.shape[-2]
-    keep = dense_mask(layout, causal).to(q.device)
+    seq = layout.shape[-1]
+    cache: dict = {}
 
     def mask_mod(b, h, q_idx, kv_idx):
-        return keep[q_idx, kv_idx]
+        return cache["keep"][q_idx, kv_idx]
 
-    block_mask = create_block_mask(mask_mod, None, None, seq, seq, device=q.device, BLOCK_SIZE=layout.block)
-    flex = torch.compile(flex_attention)
+    flex = torch.compile(flex_attention) if compiled else flex_attention
+
+    def fn(q, k, v):
+        if "mask" not in cache:  # on the device of the first call
+            cache["keep"] = dense_mask(layout, causal).to(q.device)
+            cache["mask"] = create_block_mask(mask_mod, None, None, seq, seq, device=q.device, BLOCK_SIZE=layout.block)
+        return flex(q, k, v, block_mask=cache["mask"])
+    return fn
+
+
+def _flex_seconds(layout, causal, qkv, backward, min_run_time) -> float | None:
+    """Compiled FlexAttention on the case's q, k, v (CUDA), timed like ours; None if unavailable."""
+    flex = flex_peer(layout, causal)
+    if flex is None:
+        return None
+    args = [t[:, None] for t in qkv]  # [B, H, T, d]
     if backward:
-        args = [t.detach().requires_grad_() for t in (q, k, v)]
-        grad = torch.randn_like(q)
-        fn = lambda: torch.autograd.grad(flex(*args, block_mask=block_mask), args, grad)  # noqa: E731
+        args = [t.detach().requires_grad_() for t in args]
+        grad = torch.randn_like(args[0])
+        fn = lambda: torch.autograd.grad(flex(*args), args, grad)  # noqa: E731
     else:
-        fn = lambda: flex(q, k, v, block_mask=block_mask)  # noqa: E731
+        fn = lambda: flex(*args)  # noqa: E731
     fn()  # compile outside the timing
     return _time_cuda(fn, min_run_time)
 

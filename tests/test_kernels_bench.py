@@ -51,3 +51,18 @@ def test_time_op_refuses_a_wrong_softmax(monkeypatch):
         bench_ops.time_op("softmax", None, 64, 64, 64, 32, 0.5, min_run_time=0.01)
     with pytest.raises(ValueError, match="attention needs a square layout"):
         bench_ops.time_op("attention", None, 64, 128, 32, 32, 0.5, min_run_time=0.01)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_attention_peer_uses_the_same_block_mask():
+    """The GPU peer's BlockMask, checked eagerly on the CPU (forward only: no flex backward there)."""
+    from spintui.kernels import bench_ops
+    from spintui.kernels.attention import attention_dense
+    from spintui.kernels.bench import make_layout
+
+    layout = make_layout((256, 256), 64, 0.4, "strided")
+    flex = bench_ops.flex_peer(layout, causal=True, compiled=False)
+    if flex is None:
+        pytest.skip("this torch has no FlexAttention")
+    q, k, v = (torch.randn(1, 1, 256, 16) for _ in range(3))
+    torch.testing.assert_close(flex(q, k, v), attention_dense(q, k, v, layout, causal=True), rtol=1e-4, atol=1e-5)
