@@ -227,9 +227,10 @@ def time_case(mode: str, M: int, N: int, K: int, block: int, density: float,
                 return _time_cuda(fn, min_run_time)
             return _time_cpu(fn, threads, min_run_time, cpu_timer)
 
-        result = dict(op="matmul", mode=mode, M=M, N=N, K=K, block=block, density=layout.density, dtype=str(dtype).removeprefix(
-            "torch."), device=str(device), threads=threads if device.type == "cpu" else None, backend=backend,
-            max_rel_error=error, tolerance=tol, layout=layout_kind, backward=backward, density_target=density)
+        result = dict(op="matmul", mode=mode, M=M, N=N, K=K, block=block, density=layout.density,
+                      dtype=str(dtype).removeprefix("torch."), device=str(device),
+                      threads=threads if device.type == "cpu" else None, backend=backend, max_rel_error=error,
+                      tolerance=tol, layout=layout_kind, backward=backward, density_target=density)
         values = b if mode == "dds" else a
         result["sparse_bytes"] = (layout.nnz * block * block * values.element_size() if mode == "sdd"
                                   else values.numel() * values.element_size()) + layout_bytes(layout)

@@ -74,8 +74,9 @@ def time_softmax_case(M, N, K, block, density, dtype=torch.float32, device="cpu"
             error = max(error, _grad_error(ours(mine), [mine], out, [ref], _randn(gen, dtype, device, *values.shape)))
         return error
 
-    return _run(dict(op="softmax", causal=causal), layout, layout_kind, dtype, device, threads, min_run_time, backward, cpu_timer,
-                check, ours_args=(values,), peer_args=(dense,), ours=ours, peer=peer, backend=backend,
+    return _run(dict(op="softmax", causal=causal), layout, layout_kind, dtype, device, threads, min_run_time,
+                backward, cpu_timer, check, ours_args=(values,), peer_args=(dense,), ours=ours, peer=peer,
+                backend=backend,
                 sparse_bytes=values.numel() * values.element_size(), dense_bytes=M * N * values.element_size(),
                 flops=None, M=M, N=N, K=K)
 
@@ -156,8 +157,8 @@ def _flex_seconds(layout, causal, qkv, backward, min_run_time) -> float | None:
     return _time_cuda(fn, min_run_time)
 
 
-def _run(extra, layout, layout_kind, dtype, device, threads, min_run_time, backward, cpu_timer, check, *, ours_args, peer_args,
-         ours, peer, backend, sparse_bytes, dense_bytes, flops, M, N, K) -> dict:
+def _run(extra, layout, layout_kind, dtype, device, threads, min_run_time, backward, cpu_timer, check, *,
+         ours_args, peer_args, ours, peer, backend, sparse_bytes, dense_bytes, flops, M, N, K) -> dict:
     """Check (WrongResult past the dtype's tolerance), then time ours and the dense peer; the
     result has bench.time_case's fields."""
     from .matmul import select_backend
@@ -193,8 +194,9 @@ def _run(extra, layout, layout_kind, dtype, device, threads, min_run_time, backw
     result = dict(mode=None, M=M, N=N, K=K, block=layout.block, density=layout.density,
                   dtype=str(dtype).removeprefix("torch."), device=str(device),
                   threads=threads if device.type == "cpu" else None, backend=backend, max_rel_error=error,
-                  tolerance=tol, layout=layout_kind, backward=backward, s_dense=s_dense, s_ours=s_ours, s_torch_bsr=None,
-                  s_ours_graph=None, sparse_bytes=sparse_bytes + layout_bytes(layout), dense_bytes=dense_bytes)
+                  tolerance=tol, layout=layout_kind, backward=backward, s_dense=s_dense, s_ours=s_ours,
+                  s_torch_bsr=None, s_ours_graph=None, sparse_bytes=sparse_bytes + layout_bytes(layout),
+                  dense_bytes=dense_bytes)
     result.update(extra)
     result["speedup"] = s_dense / s_ours
     result["ideal_speedup"] = 1.0 / layout.density if layout.density else float("inf")

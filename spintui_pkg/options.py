@@ -33,8 +33,9 @@ from typing import Any, Callable, Literal, Mapping
 
 from spintui.errors import ConfigError
 
-__all__ = ["Range", "option", "build", "coerce", "accepted", "flag_name", "option_fields", "split_type", "item_words",
-           "field_type", "format_default", "to_dict", "POSITIVE", "NON_NEGATIVE", "AT_LEAST_1", "UNIT", "LEARNING_RATE", "SEED"]
+__all__ = ["Range", "option", "build", "coerce", "accepted", "flag_name", "option_fields", "split_type",
+           "item_words", "field_type", "format_default", "to_dict", "POSITIVE", "NON_NEGATIVE", "AT_LEAST_1",
+           "UNIT", "LEARNING_RATE", "SEED"]
 
 
 @dataclass(frozen=True)

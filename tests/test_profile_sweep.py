@@ -307,4 +307,5 @@ def test_ops_option_errors():
         sc.resolve_config(ops="matmul,dense", device="cpu")
     with pytest.raises(ConfigError, match="M != N, but attention runs M = N tokens"):
         sc.resolve_config(sizes="128,256,64", ops=["attention"], device="cpu")
-    assert sc.resolve_config(sizes="128,256,64", ops="softmax,matmul,softmax", device="cpu").ops == ["softmax", "matmul"]
+    cfg = sc.resolve_config(sizes="128,256,64", ops="softmax,matmul,softmax", device="cpu")
+    assert cfg.ops == ["softmax", "matmul"]
