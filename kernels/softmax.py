@@ -117,9 +117,9 @@ def softmax_dense(values: torch.Tensor, layout: BlockLayout, scale: float, causa
 
 # Elements per block-row below which the forward runs the reference's all-at-once code on each
 # thread's range of block-rows instead of a torch.softmax per block-row (whose ~4 ops of ~5 us
-# each then cost more than the work). Measured at 1 thread: 2048^2 with 10% of 64-blocks (~13k
-# elements a row) 5.6 ms per row against 7.5 ms at once; 4 heads of 512^2, 30% of 16-blocks
-# (~2.5k) 8.0 against 3.8 ms.
+# each then cost more than the work). Measured at 1 thread, thread CPU time, two sessions: 2048^2
+# with 10% of 64-blocks (~13k elements a row) 3.7-5.6 ms a row at a time against 6.3-7.5 ms at once;
+# 4 heads of 512^2, 30% of 16-blocks (~2.5k) 8.0 against 3.8 ms.
 ROW_LOOP_MIN_ELEMENTS = 8192
 
 
