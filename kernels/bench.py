@@ -1,4 +1,5 @@
-"""Timing one block-sparse case against its dense and torch-BSR peers (the profile sweep builds on this).
+"""Timing one block-sparse product case against its dense and torch-BSR peers (the profile sweep builds on
+this; softmax and attention cases: bench_ops.py).
 
 ``time_case`` builds a seeded layout (random, banded or strided) and operands, checks our result
 against a dense masked matmul, then times dense ``torch.matmul``, torch's BSR kernel (DSD only, where
@@ -20,6 +21,7 @@ from .layout import _INDEX_NAMES, BlockLayout
 from .matmul import blocksparse_matmul, select_backend
 
 LAYOUT_KINDS = ("random", "banded", "strided")
+OPS = ("matmul", "softmax", "attention")  # what a case times; softmax and attention: bench_ops.py
 GRAPH_TIMING_BELOW_S = 100e-6  # CUDA cases faster than this are also timed as a CUDA graph
 
 
@@ -68,6 +70,9 @@ CPU_SWEEP = [dict(mode=m, M=2048, N=2048, K=2048, block=b, density=d)
              for m in ("dsd", "dds", "sdd") for b in (32, 64) for d in (0.25, 0.10, 0.05)]
 GPU_GRID = [dict(mode="dsd", M=8192, N=8192, K=8192, block=b, density=d)
             for b in (32, 64, 128) for d in (0.50, 0.25, 0.10, 0.05)]
+# softmax: a 2048 x 2048 layout (K unused); attention: 2048 tokens, head dim 64 (GPU: 8192 tokens, 128)
+OP_CASES = {"softmax": dict(M=2048, N=2048, K=2048), "attention": dict(M=2048, N=2048, K=64)}
+GPU_OP_CASES = {"softmax": dict(M=8192, N=8192, K=8192), "attention": dict(M=8192, N=8192, K=128)}
 
 
 def case_operands(mode: str, M: int, N: int, K: int, block: int, density: float, dtype: torch.dtype,
@@ -93,6 +98,7 @@ def case_operands(mode: str, M: int, N: int, K: int, block: int, density: float,
 
 
 def _relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    ours, ref = ours.detach(), ref.detach()
     error = float((ours.to(ref.dtype) - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
     return error if error == error else float("inf")  # NaN in ours is as wrong as it gets
 
@@ -221,9 +227,10 @@ def time_case(mode: str, M: int, N: int, K: int, block: int, density: float,
                 return _time_cuda(fn, min_run_time)
             return _time_cpu(fn, threads, min_run_time, cpu_timer)
 
-        result = dict(mode=mode, M=M, N=N, K=K, block=block, density=layout.density, dtype=str(dtype).removeprefix(
-            "torch."), device=str(device), threads=threads if device.type == "cpu" else None, backend=backend,
-            max_rel_error=error, tolerance=tol, layout=layout_kind, backward=backward, density_target=density)
+        result = dict(op="matmul", mode=mode, M=M, N=N, K=K, block=block, density=layout.density,
+                      dtype=str(dtype).removeprefix("torch."), device=str(device),
+                      threads=threads if device.type == "cpu" else None, backend=backend, max_rel_error=error,
+                      tolerance=tol, layout=layout_kind, backward=backward, density_target=density)
         values = b if mode == "dds" else a
         result["sparse_bytes"] = (layout.nnz * block * block * values.element_size() if mode == "sdd"
                                   else values.numel() * values.element_size()) + layout_bytes(layout)

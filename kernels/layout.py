@@ -202,12 +202,20 @@ class BlockLayout:
         b = self.block
         return self.mask.repeat_interleave(b, dim=-2).repeat_interleave(b, dim=-1)
 
-    def check_values(self, values: torch.Tensor) -> None:
+    def check_values(self, values: torch.Tensor, name: str = "block values") -> None:
+        """TypeError / ValueError (one line, naming the mismatch) unless `values` ([..., nnz, b, b])
+        hold this layout's blocks."""
         if not isinstance(values, torch.Tensor):
-            raise TypeError(f"block values must be a torch.Tensor, got {type(values).__name__}")
-        if values.dim() < 3 or tuple(values.shape[-3:]) != (self.nnz, self.block, self.block):
-            raise ValueError(f"block values must have shape [..., {self.nnz}, {self.block}, {self.block}] "
-                             f"for this layout, got {tuple(values.shape)}")
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(values).__name__}")
+        want = f"[..., {self.nnz}, {self.block}, {self.block}]"
+        if values.dim() < 3:
+            raise ValueError(f"{name} must have shape {want} for this layout, got {tuple(values.shape)}")
+        if tuple(values.shape[-2:]) != (self.block, self.block):
+            raise ValueError(f"{name} hold {values.shape[-2]}x{values.shape[-1]} blocks but the layout's block is "
+                             f"{self.block} (want {want}, got {tuple(values.shape)})")
+        if values.shape[-3] != self.nnz:
+            raise ValueError(f"{name} hold {values.shape[-3]} blocks (dim -3) but the layout stores {self.nnz} "
+                             f"(want {want}, got {tuple(values.shape)})")
 
     # ---- torch BSR -------------------------------------------------------------------------
     def to_bsr(self, values: torch.Tensor) -> torch.Tensor:

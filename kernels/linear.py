@@ -56,9 +56,8 @@ class BlockSparseLinear(nn.Module):
             raise ValueError(f"input's last dim must be in_features={self.in_features}, got shape {tuple(x.shape)}")
         # tokens of every batch dim become the free M dimension of one DDS product
         flat = x.reshape(-1, self.in_features)
-        y = blocksparse_matmul(flat, self.weight, self.layout, mode="dds", trans_b=True)
-        if self.bias is not None:
-            y = y + self.bias
+        # the bias goes into the product (the CPU path starts each output line from it: no pass of its own)
+        y = blocksparse_matmul(flat, self.weight, self.layout, mode="dds", trans_b=True, bias=self.bias)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def to_dense(self) -> torch.Tensor:

@@ -86,15 +86,15 @@ class _BlockSparseMatmul(torch.autograd.Function):
     """Operands arrive in internal form: dense [Z, H, rows, cols], values [Z, nnz, b, b]."""
 
     @staticmethod
-    def forward(ctx, a, b, layout, mode, trans_a, trans_b, backend):
+    def forward(ctx, a, b, layout, mode, trans_a, trans_b, backend, bias):
         ctx.save_for_backward(a, b)
         ctx.layout, ctx.mode, ctx.trans_a, ctx.trans_b, ctx.backend = layout, mode, trans_a, trans_b, backend
         sdd, dsd, dds = _products(backend)
         if mode == "sdd":
             return sdd(a.mT if trans_a else a, b.mT if trans_b else b, layout)
         if mode == "dsd":
-            return dsd(a, trans_a, b.mT if trans_b else b, layout)
-        return dds(a.mT if trans_a else a, b, trans_b, layout)
+            return dsd(a, trans_a, b.mT if trans_b else b, layout, bias=bias)
+        return dds(a.mT if trans_a else a, b, trans_b, layout, bias=bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -102,8 +102,9 @@ class _BlockSparseMatmul(torch.autograd.Function):
         a, b = ctx.saved_tensors
         layout, mode, trans_a, trans_b = ctx.layout, ctx.mode, ctx.trans_a, ctx.trans_b
         sdd, dsd, dds = _products(ctx.backend)
-        need_a, need_b = ctx.needs_input_grad[:2]
+        need_a, need_b, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
         grad_a = grad_b = None
+        grad_bias = grad.sum((0, 1, 2)) if need_bias else None  # dense output [Z, H, M, N]
         if mode == "sdd":  # C = A @ B sampled; grad is block values
             a_eff, b_eff = (a.mT if trans_a else a), (b.mT if trans_b else b)
             if need_a:  # dA = dC @ B^T, or its transpose B @ dC^T
@@ -122,12 +123,15 @@ class _BlockSparseMatmul(torch.autograd.Function):
                 grad_a = dsd(b, trans_b, grad.mT, layout) if trans_a else dds(grad, b, not trans_b, layout)
             if need_b:  # dS = A^T @ dC at S's blocks; if S = V^T then dV = dC^T @ A
                 grad_b = sdd(grad.mT, a_eff, layout) if trans_b else sdd(a_eff.mT, grad, layout)
-        return grad_a, grad_b, None, None, None, None, None
+        return grad_a, grad_b, None, None, None, None, None, grad_bias
 
 
 def blocksparse_matmul(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout, mode: str = "dsd",
-                       trans_a: bool = False, trans_b: bool = False, backend: str | None = None) -> torch.Tensor:
-    """Block-sparse matrix product; see the module docstring for modes, shapes and backends."""
+                       trans_a: bool = False, trans_b: bool = False, backend: str | None = None,
+                       bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Block-sparse matrix product; see the module docstring for modes, shapes and backends.
+    `bias` ([N], dsd and dds only) is added to every row of the dense result, fused where the
+    backend can (the CPU path starts each output line from it)."""
     if not isinstance(layout, BlockLayout):
         raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
     if mode not in MODES:
@@ -159,9 +163,7 @@ def blocksparse_matmul(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout, mo
         return t.shape[:-mat_dims], (cols, rows) if trans else (rows, cols)
 
     def sparse_parts(name, t, trans):
-        if t.dim() < 3 or tuple(t.shape[-3:]) != (layout.nnz, blk, blk):
-            raise ValueError(f"{name} must hold block values [..., {layout.nnz}, {blk}, {blk}] for this layout, "
-                             f"got shape {tuple(t.shape)}")
+        layout.check_values(t, f"{name} (block values)")
         return t.shape[:-3], (s_cols, s_rows) if trans else (s_rows, s_cols)
 
     if mode == "sdd":
@@ -180,6 +182,14 @@ def blocksparse_matmul(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout, mo
         raise ValueError(f"inner dimensions differ: op(a) is {m}x{k}, op(b) is {k2}x{n}")
     if mode == "sdd" and (m, n) != (s_rows, s_cols):
         raise ValueError(f"sdd output is {m}x{n} but the layout is {s_rows}x{s_cols}")
+    if bias is not None:
+        if mode == "sdd":
+            raise ValueError("bias applies to a dense result (dsd, dds), not to sdd's block values")
+        if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (n,):
+            raise ValueError(f"bias must have shape [{n}] (the result's columns), got "
+                             f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
+        if bias.dtype != a.dtype or bias.device != a.device:
+            raise TypeError(f"bias must be {a.dtype} on {a.device} like a and b, got {bias.dtype} on {bias.device}")
     try:
         batch = torch.broadcast_shapes(batch_a, batch_b)
     except RuntimeError:
@@ -195,7 +205,8 @@ def blocksparse_matmul(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout, mo
 
     a_in = internal(a, mode == "dsd")
     b_in = internal(b, mode == "dds")
-    out = _BlockSparseMatmul.apply(a_in, b_in, layout.to(a.device), mode, bool(trans_a), bool(trans_b), backend)
+    out = _BlockSparseMatmul.apply(a_in, b_in, layout.to(a.device), mode, bool(trans_a), bool(trans_b), backend,
+                                   bias)
     if mode == "sdd":
         return out.reshape(*batch, layout.nnz, blk, blk)
     return out.reshape(*batch, *out.shape[1 if layout.has_heads else 2:])

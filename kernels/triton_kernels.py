@@ -214,12 +214,16 @@ def _line_product(values: torch.Tensor, trans_s: bool, dense: torch.Tensor, layo
     return out
 
 
-def dsd(values: torch.Tensor, trans_s: bool, b: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
-    return _line_product(values, trans_s, b, layout, sparse_left=True)
+def dsd(values: torch.Tensor, trans_s: bool, b: torch.Tensor, layout: BlockLayout,
+        bias: torch.Tensor | None = None) -> torch.Tensor:
+    out = _line_product(values, trans_s, b, layout, sparse_left=True)
+    return out if bias is None else out.add_(bias)
 
 
-def dds(a: torch.Tensor, values: torch.Tensor, trans_s: bool, layout: BlockLayout) -> torch.Tensor:
-    return _line_product(values, trans_s, a, layout, sparse_left=False)
+def dds(a: torch.Tensor, values: torch.Tensor, trans_s: bool, layout: BlockLayout,
+        bias: torch.Tensor | None = None) -> torch.Tensor:
+    out = _line_product(values, trans_s, a, layout, sparse_left=False)
+    return out if bias is None else out.add_(bias)
 
 
 def sdd(a: torch.Tensor, b: torch.Tensor, layout: BlockLayout) -> torch.Tensor:

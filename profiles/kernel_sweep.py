@@ -45,23 +45,25 @@ CUDA_GRAPH_GAP = 1.3
 
 
 def build_cases(cfg: SweepConfig) -> tuple[list[dict], list[str]]:
-    """The grid in run order, and notes about cases dropped because a patterned layout (banded,
-    strided) gives the same blocks for two requested densities: those are timed once."""
+    """The grid in run order (per size and dtype: each op, the products once per mode), and notes about
+    cases dropped because a patterned layout (banded, strided) gives the same blocks for two requested
+    densities: those are timed once."""
     cases, notes = [], []
     seen: dict[tuple, float] = {}
     for M, N, K in cfg.sizes:
         for dtype in cfg.dtypes:
-            for mode in cfg.modes:
+            for op, mode in [(op, mode) for op in cfg.ops for mode in (cfg.modes if op == "matmul" else [None])]:
                 for block in cfg.blocks:
                     for density in cfg.densities:
-                        case = dict(mode=mode, M=M, N=N, K=K, block=block, density=density, dtype=dtype,
+                        case = dict(op=op, mode=mode, M=M, N=N, K=K, block=block, density=density, dtype=dtype,
                                     layout=cfg.layout, backward=cfg.backward)
                         if cfg.layout != "random":
                             actual = _patterned_density(mode, M, N, K, block, density, cfg.layout)
-                            same = (mode, M, N, K, block, dtype, actual)
+                            same = (op, mode, M, N, K, block, dtype, actual)
                             if same in seen:
-                                notes.append(f"{cfg.layout} {mode} {M}x{N}x{K} block {block}: density {density:g} "
-                                             f"gives the same layout as {seen[same]:g} ({actual:.3f}); timed once")
+                                notes.append(f"{cfg.layout} {mode or op} {M}x{N}x{K} block {block}: density "
+                                             f"{density:g} gives the same layout as {seen[same]:g} ({actual:.3f}); "
+                                             f"timed once")
                                 continue
                             seen[same] = density
                         cases.append(case)
@@ -71,28 +73,30 @@ def build_cases(cfg: SweepConfig) -> tuple[list[dict], list[str]]:
 def _patterned_density(mode, M, N, K, block, density, kind) -> float:
     from spintui.kernels.bench import make_layout
 
-    shape = {"sdd": (M, N), "dsd": (M, K), "dds": (K, N)}[mode]
+    shape = {"sdd": (M, N), "dsd": (M, K), "dds": (K, N), None: (M, N)}[mode]  # None: softmax, attention
     return round(make_layout(shape, block, density, kind).density, 6)
 
 
 EMPTY_COLUMNS = ("density_actual", "max_rel_error", "tolerance", "s_dense", "s_ours", "s_torch_bsr", "s_ours_graph",
-                 "tflops_effective", "speedup", "fraction_of_ideal", "speedup_vs_torch_bsr", "sparse_bytes",
+                 "s_flex", "tflops_effective", "speedup", "fraction_of_ideal", "speedup_vs_torch_bsr", "sparse_bytes",
                  "dense_bytes", "launch_bound", "backend", "threads", "error")
 
 
 def run_case(case: dict, cfg: SweepConfig, kernel: Callable | None = None,
              launch_overhead: float | None = None) -> dict:
-    """Check, then time, one case; never raises (a failure becomes the record's status)."""
+    """Check, then time, one case; never raises (a failure becomes the record's status). `kernel`
+    replaces blocksparse_matmul in product cases."""
     import torch
 
-    from spintui.kernels.bench import WrongResult, time_case
+    from spintui.kernels.bench import WrongResult
+    from spintui.kernels.bench_ops import time_op
 
     rec: dict[str, Any] = {**case, **{k: None for k in EMPTY_COLUMNS}, "status": "ok"}
     try:
-        r = time_case(case["mode"], case["M"], case["N"], case["K"], case["block"], case["density"],
-                      dtype=getattr(torch, DTYPES[case["dtype"]]), device=cfg.device, threads=cfg.threads,
-                      min_run_time=cfg.min_run_time, seed=cfg.seed, layout_kind=case["layout"],
-                      backward=case["backward"], kernel=kernel, cpu_timer=cpu_timer(cfg))
+        r = time_op(case.get("op", "matmul"), case["mode"], case["M"], case["N"], case["K"], case["block"],
+                    case["density"], dtype=getattr(torch, DTYPES[case["dtype"]]), device=cfg.device,
+                    threads=cfg.threads, min_run_time=cfg.min_run_time, seed=cfg.seed, layout_kind=case["layout"],
+                    backward=case["backward"], kernel=kernel, cpu_timer=cpu_timer(cfg))
     except WrongResult as exc:
         rec.update(status="WRONG", error=str(exc), max_rel_error=_finite(exc.error), tolerance=exc.tolerance)
         return rec
@@ -105,6 +109,7 @@ def run_case(case: dict, cfg: SweepConfig, kernel: Callable | None = None,
     rec.update(
         density_actual=r["density"], max_rel_error=r["max_rel_error"], tolerance=r["tolerance"],
         s_dense=r["s_dense"], s_ours=r["s_ours"], s_torch_bsr=r["s_torch_bsr"], s_ours_graph=r["s_ours_graph"],
+        s_flex=r.get("s_flex"),
         tflops_effective=r["tflops_effective"], speedup=r["speedup"], fraction_of_ideal=r["fraction_of_ideal"],
         speedup_vs_torch_bsr=r.get("ours_over_torch_bsr"), sparse_bytes=r["sparse_bytes"],
         dense_bytes=r["dense_bytes"], backend=r["backend"], threads=r["threads"],

@@ -7,7 +7,7 @@ needs no torch, so typos fail fast; only the device and dtype checks import it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 BENCHMARK = "blocksparse"  # the benchmark of a profile run that holds a sweep
 MODES = ("sdd", "dsd", "dds")
+OPS = ("matmul", "softmax", "attention")  # kernels.bench.OPS, repeated so option parsing needs no torch
 LAYOUTS = ("random", "banded", "strided")
 BLOCK_SIZES = (16, 32, 64, 128)  # kernels.layout.BLOCK_SIZES, repeated so option parsing needs no torch
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
@@ -70,6 +71,10 @@ class SweepConfig:
     json_path: str | None = None
     compare: str | None = None  # baseline profile run directory
     threshold: float = NOISE_THRESHOLD
+    # what each grid point times: the products (once per mode), softmax of the M x N layout's
+    # values, attention over M = N tokens with head dim K (kernels/bench_ops.py); a config
+    # recorded before ops existed meant the products
+    ops: list[str] = field(default_factory=lambda: ["matmul"])
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -84,7 +89,8 @@ class SweepConfig:
 
     @property
     def n_grid(self) -> int:
-        return len(self.sizes) * len(self.blocks) * len(self.densities) * len(self.dtypes) * len(self.modes)
+        per_op = sum(len(self.modes) if op == "matmul" else 1 for op in self.ops)
+        return len(self.sizes) * len(self.blocks) * len(self.densities) * len(self.dtypes) * per_op
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,6 +169,17 @@ def parse_dtypes(text: str) -> list[str]:
                        f"of {', '.join(DTYPES)}")
 
 
+def check_ops(ops) -> list[str]:
+    """The distinct ops, in order, from a list or 'matmul,softmax' (the CLI has checked the words;
+    other callers may not have)."""
+    ops = _items(ops) if isinstance(ops, str) else list(ops)
+    bad = [op for op in ops if op not in OPS]
+    if bad or not ops:
+        raise ConfigError(f"--ops: {bad[0]!r} is not an op; accepted: {', '.join(OPS)}" if bad else
+                          f"--ops: give at least one of {', '.join(OPS)}")
+    return list(dict.fromkeys(ops))
+
+
 def parse_modes(text: str) -> list[str]:
     return _parse_list("--modes", text, lambda item: item.lower() if item.lower() in MODES else None,
                        f"is not a mode; accepted: {', '.join(MODES)}", f"of {', '.join(MODES)}")
@@ -200,7 +217,8 @@ def resolve_config(*, sizes: str | None = None, blocks: str | None = None, densi
                    dtypes: str | None = None, modes: str | None = None, layout: str = "random",
                    backward: bool = False, device: str = "auto", threads: int | None = None, seed: int = 0,
                    quick: bool = False, json_path: str | None = None, compare: str | None = None,
-                   threshold: float | None = None, min_run_time: float | None = None) -> SweepConfig:
+                   threshold: float | None = None, min_run_time: float | None = None,
+                   ops=("matmul",)) -> SweepConfig:
     """A validated config from the CLI's raw options; bad values raise ConfigError (one line)."""
     layout = (layout or "random").lower()
     if layout not in LAYOUTS:
@@ -210,6 +228,7 @@ def resolve_config(*, sizes: str | None = None, blocks: str | None = None, densi
     if threshold is not None and not 0.0 < threshold < 10.0:
         raise ConfigError(f"--threshold must be a fraction in (0, 10), e.g. 0.15 for 15%, got {threshold}")
     # Parse everything the user typed before importing torch, so typos fail fast.
+    ops = check_ops(ops)
     parsed = dict(sizes=parse_sizes(sizes) if sizes is not None else None,
                   blocks=parse_blocks(blocks) if blocks is not None else None,
                   densities=parse_densities(densities) if densities is not None else None,
@@ -219,6 +238,8 @@ def resolve_config(*, sizes: str | None = None, blocks: str | None = None, densi
     grid = GRIDS[device + ("-quick" if quick else "")]
     values = {k: v if v is not None else list(grid[k]) for k, v in parsed.items()}
     for M, N, K in values["sizes"]:
+        if "attention" in ops and M != N:
+            raise ConfigError(f"--sizes: {M},{N},{K} has M != N, but attention runs M = N tokens (K is the head dim)")
         for block in values["blocks"]:
             if M % block or N % block or K % block:
                 raise ConfigError(f"--sizes: {M},{N},{K} is not divisible by block {block} "
@@ -232,7 +253,7 @@ def resolve_config(*, sizes: str | None = None, blocks: str | None = None, densi
     return SweepConfig(**values, layout=layout, backward=backward, device=device, threads=threads, seed=seed,
                        min_run_time=grid["min_run_time"] if min_run_time is None else min_run_time, quick=quick,
                        json_path=json_path, compare=compare,
-                       threshold=NOISE_THRESHOLD if threshold is None else threshold)
+                       threshold=NOISE_THRESHOLD if threshold is None else threshold, ops=ops)
 
 
 def check_profile_run(run_dir: Path | str) -> dict:

@@ -14,14 +14,19 @@ Profile JSON (`--json FILE`, `profile_json`), schema_version 1::
     }
 
     CASE = {
-      "mode": "sdd" | "dsd" | "dds", "M", "N", "K", "block": int,
+      "op": "matmul" | "softmax" | "attention",   # absent in profiles recorded before ops: "matmul"
+      "mode": "sdd" | "dsd" | "dds" | null (null: softmax, attention), "M", "N", "K", "block": int,
+                                         # softmax: an M x N layout, K unused; attention: M = N tokens,
+                                         # head dim K (kernels/bench_ops.py)
       "density": float (requested), "density_actual": float | null (of the layout timed),
       "dtype": "fp32" | "fp16" | "bf16" | "fp64", "layout": "random" | "banded" | "strided",
       "backward": bool,                  # true: times are forward + backward through autograd
       "status": "ok" | "WRONG" | "error", "error": str | null,
       "max_rel_error", "tolerance": float | null,
       "s_dense", "s_ours", "s_torch_bsr", "s_ours_graph": median seconds | null,
-      "tflops_effective": useful TFLOP/s of ours (2*M*N*K*density, x3 with backward) | null,
+      "s_flex": median seconds of compiled FlexAttention with the same block mask | null (attention on CUDA),
+      "tflops_effective": useful TFLOP/s of ours (2*M*N*K*density, attention 4*M*M*K*density; x3 with
+                          backward) | null (always for softmax),
       "speedup": s_dense / s_ours | null,
       "fraction_of_ideal": speedup * density_actual | null (1.0: time saved = work skipped),
       "speedup_vs_torch_bsr": s_torch_bsr / s_ours | null (torch BSR exists for dsd only),
@@ -33,7 +38,7 @@ Profile JSON (`--json FILE`, `profile_json`), schema_version 1::
 
 Cases that are not "ok" have null for every timing and derived column.
 
-Comparing profiles: cases match by (mode, M, N, K, block, density, dtype, layout, backward); a case
+Comparing profiles: cases match by (op, mode, M, N, K, block, density, dtype, layout, backward); a case
 is slower when s_ours / baseline > 1 + threshold, faster when below 1 / (1 + threshold). The default
 threshold (sweep_config.NOISE_THRESHOLD) was measured; see its comment.
 """
@@ -48,14 +53,14 @@ from spintui.profiles.sweep_config import NOISE_THRESHOLD
 
 SCHEMA_VERSION = 1
 PROFILE_KIND = "spintui.blocksparse_profile"
-CASE_KEY = ("mode", "M", "N", "K", "block", "density", "dtype", "layout", "backward")
+CASE_KEY = ("op", "mode", "M", "N", "K", "block", "density", "dtype", "layout", "backward")
 VERDICTS = ("faster", "slower", "same", "new", "WRONG", "error")
 REGRESSIONS = ("slower", "WRONG", "error")
 
 
 def case_key(case: dict) -> tuple:
-    """The identity of a case across profiles (the requested density, not the layout's)."""
-    return (case["mode"], int(case["M"]), int(case["N"]), int(case["K"]), int(case["block"]),
+    """The identity of a case across profiles (the requested density, not the layout's; no op: matmul)."""
+    return (case.get("op", "matmul"), case["mode"], int(case["M"]), int(case["N"]), int(case["K"]), int(case["block"]),
             round(float(case["density"]), 6), case["dtype"], case.get("layout", "random"),
             bool(case.get("backward", False)))
 

@@ -9,6 +9,7 @@ TOML files, validation and what a run records in `run.json`. Field types say wha
     tuple[int, ...]                    comma-separated integers, e.g. 256,256
     dict[str, Any]                     key=value pairs, e.g. g=9.81,render_mode=rgb_array (TOML: a table);
                                        values become int, float, bool or str (quote to keep text)
+    tuple[Literal["a", "b"], ...]      comma-separated words, each one of the listed, e.g. a,b
     list[str]                          several words (positional arguments)
     X | None                           also "none" / empty: not set
 
@@ -36,7 +37,8 @@ from typing import Any, Callable, Literal, Mapping
 from spintui.errors import ConfigError
 
 __all__ = ["Range", "option", "build", "coerce", "accepted", "flag_name", "option_fields", "split_type",
-           "field_type", "format_default", "to_dict", "parse_mapping", "format_mapping", "varies_in_grid", "POSITIVE", "NON_NEGATIVE", "AT_LEAST_1", "UNIT", "LEARNING_RATE", "SEED"]
+           "item_words", "field_type", "format_default", "to_dict", "parse_mapping", "format_mapping",
+           "varies_in_grid", "POSITIVE", "NON_NEGATIVE", "AT_LEAST_1", "UNIT", "LEARNING_RATE", "SEED"]
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,18 @@ def _union_args(tp: Any) -> tuple:
 
 
 def choices(cls: type, name: str) -> tuple[str, ...]:
-    """The words a field accepts (its Literal values)."""
-    return split_type(field_type(cls, name))[2]
+    """The words a field accepts (its Literal values, or those of its tuple's items)."""
+    base, _, words = split_type(field_type(cls, name))
+    return words or item_words(base)
+
+
+def item_words(tp: Any) -> tuple[str, ...]:
+    """The words each item of a ``tuple[Literal[...], ...]`` may be; () for other types."""
+    if typing.get_origin(tp) is tuple:
+        item = typing.get_args(tp)[0]
+        if typing.get_origin(item) is Literal:
+            return tuple(typing.get_args(item))
+    return ()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,7 +170,9 @@ def accepted(cls: type, f: dataclasses.Field) -> str:
     bound = f" {rng.describe()}" if rng is not None and rng.describe() else ""
     parts = []
     if base is not None:
-        if typing.get_origin(base) is tuple:
+        if item_words(base):
+            parts.append(f"comma-separated words from {', '.join(item_words(base))}")
+        elif typing.get_origin(base) is tuple:
             parts.append(f"comma-separated integers{bound}, e.g. 256,256")
         elif typing.get_origin(base) is dict:
             parts.append("key=value pairs separated by commas (a table in TOML)")
@@ -273,7 +287,13 @@ def _convert(tp: Any, value: Any) -> Any:
         return dict(mapping)
     if typing.get_origin(tp) is tuple:
         items = value.replace(" ", "").split(",") if isinstance(value, str) else list(value)
-        out = tuple(_convert(int, v) for v in items)
+        words = item_words(tp)
+        if words:
+            if any(v not in words for v in items):
+                raise ValueError
+            out = tuple(dict.fromkeys(items))  # in order, each once
+        else:
+            out = tuple(_convert(int, v) for v in items)
         if not out:
             raise ValueError
         return out

@@ -141,6 +141,22 @@ def test_gradcheck_fp64(mode, trans_a, trans_b, backend):
     assert torch.autograd.gradcheck(fn, (a, b), fast_mode=True)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("mode, trans_a, trans_b", [m for m in MODES_TRANS if m[0] != "sdd"])
+def test_bias_is_added_to_every_row_with_its_gradient(mode, trans_a, trans_b, backend):
+    gen = torch.Generator().manual_seed(6)
+    a, b, expected = problem(GRAD_LAYOUT, mode, trans_a, trans_b, 16, gen=gen)
+    bias = torch.randn(expected.shape[-1], generator=gen, dtype=F64)
+    got = blocksparse_matmul(a, b, GRAD_LAYOUT, mode, trans_a, trans_b, backend=backend, bias=bias)
+    torch.testing.assert_close(got, expected + bias, rtol=1e-12, atol=1e-12)
+
+    def fn(x, y, z):
+        return blocksparse_matmul(x, y, GRAD_LAYOUT, mode, trans_a, trans_b, backend=backend, bias=z)
+
+    assert torch.autograd.gradcheck(fn, (a.requires_grad_(), b.requires_grad_(), bias.requires_grad_()),
+                                    fast_mode=True)
+
+
 @pytest.mark.parametrize("mode", ["sdd", "dsd", "dds"])
 def test_gradients_match_dense_autograd(mode):
     """Full gradients (not only directional ones) against autograd through a dense masked matmul."""
@@ -195,13 +211,19 @@ def _odd_values():
     ((_odd_values(), torch.randn(72, 8), "odd", "dsd"), {}, ValueError, "K=72 is not divisible by block size 16"),
     ((_odd_values(), torch.randn(96, 8), "odd", "dsd"), {}, ValueError, "inner dimensions differ"),
     ((torch.randn(3, 16, 16), torch.randn(80, 8), "odd", "dsd"), {}, ValueError,
-     r"block values \[\.\.\., 8, 16, 16\]"),
+     r"a \(block values\) hold 3 blocks \(dim -3\) but the layout stores 8"),
+    ((torch.randn(8, 32, 32), torch.randn(80, 8), "odd", "dsd"), {}, ValueError,
+     "hold 32x32 blocks but the layout's block is 16"),
     ((torch.randn(48, 8), torch.randn(8, 80), "odd", "sdd"), {}, ValueError, "sdd output is 48x80"),
     ((torch.randn(64, 8).int(), torch.randn(8, 80).int(), "odd", "sdd"), {}, TypeError, "floating-point"),
     ((torch.randn(2, 64, 8), torch.randn(3, 8, 80), "odd", "sdd"), {}, ValueError, "batch dims do not broadcast"),
     ((torch.randn(3, 48, 8), torch.randn(3, 8, 80), "heads", "sdd"), {}, ValueError, "has 3 heads"),
     ((_odd_values(), torch.randn(80, 8), "odd", "dsd"), {"backend": "triton_gpu"}, ValueError,
      "backend must be one of"),
+    ((_odd_values(), torch.randn(80, 8), "odd", "dsd"), {"bias": torch.randn(80)}, ValueError,
+     r"bias must have shape \[8\]"),
+    ((torch.randn(64, 8), torch.randn(8, 80), "odd", "sdd"), {"bias": torch.randn(80)}, ValueError,
+     "bias applies to a dense result"),
 ])
 def test_errors_are_clear_one_liners(args, kwargs, exc, message):
     a, b, layout_name, mode = args

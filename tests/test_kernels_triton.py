@@ -42,6 +42,10 @@ def test_triton_kernels_under_interpreter_match_float64_dense():
         assert {f"bwd-{mode}-plain", f"bwd-{mode}-transposed", f"fwd-fp16-{mode}", f"fwd-block64-{mode}"} <= names
     assert {f"fwd-persistent-{mode}-ta{ta}-tb{tb}" for mode in ("dsd", "dds") for ta in (0, 1)
             for tb in (0, 1)} <= names
+    assert {"fwd-bias-dsd", "fwd-bias-dds"} <= names
+    assert {f"softmax-{case}-causal{c}" for case in ("fwd-heads16-batch", "fwd-wide32", "fwd-fp16", "bwd-heads16")
+            for c in (0, 1)} <= names
+    assert {"attention-fwd-heads16-causal0", "attention-fwd-heads16-causal1", "attention-bwd-heads16-causal1"} <= names
     bad = {}
     for name, err in results.items():
         tol = TOLERANCE["fp16"] if "fp16" in name else TOLERANCE["default"]
@@ -77,6 +81,30 @@ def test_cuda_matches_reference(mode, dtype, tol):
     want_grads = torch.autograd.grad((want * weight).sum(), (a64, b64))
     for g, w in zip(got_grads, want_grads):
         assert float((g.double() - w).abs().max() / w.abs().max()) < tol
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 5e-3), (torch.float16, 1e-2), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_cuda_softmax_and_attention_match_the_fp64_reference(causal, dtype, tol):
+    from spintui.kernels import attention, blocksparse_attention, blocksparse_softmax
+
+    layout = BlockLayout.random((2, 256, 256), 64, 0.4, seed=1)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    values = 3 * torch.randn(3, layout.nnz, 64, 64, generator=gen, device="cuda", dtype=torch.float64)
+    x = values.to(dtype).requires_grad_()
+    y = blocksparse_softmax(x, layout, 0.5, causal)
+    x64 = values.clone().requires_grad_()
+    want = blocksparse_softmax(x64, layout, 0.5, causal, backend="reference")
+    assert float((y.double() - want).abs().max()) < tol
+    weight = torch.randn(values.shape, generator=gen, device="cuda", dtype=torch.float64)
+    (grad,) = torch.autograd.grad((y * weight.to(dtype)).sum(), x)
+    (want_grad,) = torch.autograd.grad((want * weight).sum(), x64)
+    assert float((grad.double() - want_grad).abs().max() / want_grad.abs().max()) < tol
+    q, k, v = (torch.randn(2, 2, 256, 64, generator=gen, device="cuda", dtype=torch.float64) for _ in range(3))
+    out = blocksparse_attention(q.to(dtype), k.to(dtype), v.to(dtype), layout, causal=causal)
+    ref = attention.attention_dense(q, k, v, layout, causal=causal)
+    assert float((out.double() - ref).abs().max() / ref.abs().max()) < tol
 
 
 TILE_KEY = {"dsd": "BLOCK_N", "dds": "BLOCK_M", "sdd": "BLOCK_K"}

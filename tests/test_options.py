@@ -28,6 +28,7 @@ class Example:
     path: Path | None = option(None, "A file.")
     flag: bool = option(False, "A switch.")
     words: list[str] = option(["a"], "Words.")
+    kinds: tuple[Literal["x", "y", "z"], ...] = option(("x",), "Some of three words.")
 
     def check(self) -> None:
         if self.limit is not None and self.limit < self.count:
@@ -36,10 +37,11 @@ class Example:
 
 def test_values_from_text_and_from_toml_types_agree():
     from_text = build(Example, {"count": "7", "rate": "0.25", "mode": "slow", "alpha": "auto",
-                                "sizes": "8, 16", "limit": "9", "path": "x.toml", "flag": "true"})
+                                "sizes": "8, 16", "limit": "9", "path": "x.toml", "flag": "true", "kinds": "z, x,z"})
     from_toml = build(Example, {"count": 7, "rate": 0.25, "mode": "slow", "alpha": "auto",
-                                "sizes": [8, 16], "limit": 9, "path": "x.toml", "flag": True})
+                                "sizes": [8, 16], "limit": 9, "path": "x.toml", "flag": True, "kinds": ["z", "x"]})
     assert from_text == from_toml
+    assert from_text.kinds == ("z", "x")  # in the order given, each once
     assert (from_text.count, from_text.rate, from_text.sizes, from_text.path) == (7, 0.25, (8, 16), Path("x.toml"))
     assert build(Example, {"alpha": "0.1"}).alpha == 0.1
     assert build(Example, {"count": "1e3"}).count == 1000
@@ -64,6 +66,8 @@ def test_values_from_text_and_from_toml_types_agree():
     ("flag", "maybe", "--flag must be true or false"),
     ("mode", "medium", "--mode must be one of fast, slow, got 'medium'"),
     ("name", 3, "--name must be text, got 3"),
+    ("kinds", "x,w", "--kinds must be comma-separated words from x, y, z, got 'x,w'"),
+    ("kinds", "", "--kinds must be comma-separated words from x, y, z"),
 ])
 def test_bad_values_name_the_option_the_value_and_what_is_accepted(key, value, fragment):
     with pytest.raises(ConfigError) as info:
@@ -86,6 +90,7 @@ def test_check_runs_after_the_fields_and_dashes_equal_underscores():
 def test_to_dict_is_json_ready():
     values = to_dict(build(Example, {"sizes": "2,3", "path": "p"}))
     assert values["sizes"] == [2, 3] and values["path"] == "p" and values["alpha"] == 0.2
+    assert values["kinds"] == ["x"]
 
 
 def _outside(rng: Range, integer: bool) -> list:

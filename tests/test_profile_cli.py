@@ -39,6 +39,9 @@ def recorded_profile(runs_dir: Path, name: str, scale: float) -> Path:
     (["--densities", "150%"], ["--densities", "(0, 1]"]),
     (["--dtypes", "int8"], ["--dtypes", "accepted: fp32, fp16, bf16, fp64"]),
     (["--modes", "dense"], ["--modes", "accepted: sdd, dsd, dds"]),
+    (["--ops", "matmul,flash"],
+     ["--ops must be comma-separated words from matmul, softmax, attention", "'matmul,flash'"]),
+    (["--ops", "attention", "--sizes", "128,256,64"], ["M != N, but attention runs M = N tokens"]),
     (["--layout", "diagonal"], ["--layout must be one of random, banded, strided, got 'diagonal'"]),
     (["--threshold", "0"], ["--threshold must be a number in (0, 10)", "'0'"]),
     (["--seed", "-3"], ["--seed must be an integer in [0, 4294967295]", "'-3'"]),
@@ -99,6 +102,16 @@ def test_headless_faster_than_baseline_exits_0(tmp_path, spintui_here):
                           "--compare", "latest")
     assert result.returncode == 0, result.stderr
     assert "2 faster" in result.stdout and "baseline" in result.stdout
+
+
+def test_headless_softmax_and_attention(tmp_path, spintui_here):
+    result = spintui_here("profile", "blocksparse", "--quick", "--sizes", "128,128,32", "--blocks", "32",
+                          "--densities", "0.5", "--ops", "softmax,attention", "--threads", "1", "--headless",
+                          "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "softmax + attention" in out  # the grid's description
+    assert "softmax 128×128×32 blk 32" in out and "attention 128×128×32 blk 32" in out, out
 
 
 def test_headless_wrong_case_is_red_and_exits_1(tmp_path, spintui_here, monkeypatch):

@@ -77,7 +77,7 @@ def test_profile_view_fills_as_cases_finish(recorded, tmp_path, screen_text, wai
             await wait_for(pilot, lambda: table.row_count == 4 and "finished" in str(table.border_subtitle))
             await pilot.pause(0.2)
             labels = [str(c.label) for c in table.columns.values()]
-            assert labels[:5] == ["#", "mode", "M×N×K", "blk", "density"]
+            assert labels[:5] == ["#", "op", "M×N×K", "blk", "density"]
             assert {"dense ms", "ours ms", "BSR ms", "TFLOP/s", "speedup", "of ideal", "vs BSR", "MiB", "launch",
                     "check"} <= set(labels)
             check = labels.index("check")

@@ -193,7 +193,7 @@ def test_device_defaults():
 
 
 CASE_FIELDS = {
-    "mode": str, "M": int, "N": int, "K": int, "block": int, "density": float, "density_actual": float,
+    "op": str, "mode": str, "M": int, "N": int, "K": int, "block": int, "density": float, "density_actual": float,
     "dtype": str, "layout": str, "backward": bool, "status": str, "error": type(None),
     "max_rel_error": float, "tolerance": float, "s_dense": float, "s_ours": float, "s_ours_graph": type(None),
     "tflops_effective": float, "speedup": float, "fraction_of_ideal": float, "sparse_bytes": int,
@@ -219,6 +219,7 @@ def test_profile_json_schema(recorded, tmp_path):
             assert isinstance(case[key], kind), (key, case[key])
         assert isinstance(case["s_torch_bsr"], float if case["mode"] == "dsd" else type(None))
         assert case["mode"] in sc.MODES and case["dtype"] in sc.DTYPES and case["status"] in ("ok", "WRONG", "error")
+        assert case["op"] == "matmul" and case["s_flex"] is None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,3 +262,50 @@ def test_compare_two_recorded_profiles(recorded, tmp_path):
     assert sr.compare_case({**cases[0], "s_ours": cases[0]["s_ours"] * 1.1},
                            {sr.case_key(cases[0]): cases[0]}, 0.15)[0] == "same"
     assert sr.compare_case(cases[0], {}, 0.15)[0] == "new"
+
+
+# ------------------------------------------------------------------------------------------------
+# --ops: softmax and attention beside the products
+
+
+def test_ops_sweep_times_softmax_and_attention_against_their_dense_peers(tmp_path):
+    rd = tiny_run(tmp_path, sizes="128 128,128,32", blocks="32", densities="0.5", modes="dds",
+                  ops=["attention", "softmax", "matmul"])
+    cfg = sc.SweepConfig.from_dict(read_manifest(rd)["config"])
+    assert cfg.ops == ["attention", "softmax", "matmul"] and cfg.n_grid == 6
+    result = ks.run_sweep(rd)
+    cases = result.cases
+    assert [(c["op"], c["mode"], c["K"]) for c in cases] == [
+        ("attention", None, 128), ("softmax", None, 128), ("matmul", "dds", 128),
+        ("attention", None, 32), ("softmax", None, 32), ("matmul", "dds", 32)]
+    for c in cases:
+        assert c["status"] == "ok", c
+        assert c["max_rel_error"] <= c["tolerance"] and c["s_dense"] > 0 and c["s_ours"] > 0
+        assert c["speedup"] == pytest.approx(c["s_dense"] / c["s_ours"])
+        assert c["s_flex"] is None and c["s_torch_bsr"] is None  # no FlexAttention peer on the CPU
+        if c["op"] == "softmax":
+            assert c["tflops_effective"] is None
+        if c["op"] == "attention":
+            flops = 4 * c["M"] * c["M"] * c["K"] * c["density_actual"]
+            assert c["tflops_effective"] == pytest.approx(flops / c["s_ours"] / 1e12)
+    # compared with itself, every case matches its own kind (op is part of the identity)
+    out = sr.compare_profiles(cases, cases, threshold=0.15)
+    assert out["counts"]["same"] == 6
+
+
+def test_profiles_recorded_before_ops_mean_matmul(recorded):
+    old = [{k: v for k, v in c.items() if k != "op"} for c in sr.kernel_records(recorded)]
+    assert sr.case_key(old[0]) == sr.case_key(sr.kernel_records(recorded)[0])
+    out = sr.compare_profiles(sr.kernel_records(recorded), old, threshold=0.15)
+    assert out["counts"]["new"] == 0
+    config = {k: v for k, v in read_manifest(recorded)["config"].items() if k != "ops"}
+    assert sc.SweepConfig.from_dict(config).ops == ["matmul"]
+
+
+def test_ops_option_errors():
+    with pytest.raises(ConfigError, match="--ops: 'dense' is not an op; accepted: matmul, softmax, attention"):
+        sc.resolve_config(ops="matmul,dense", device="cpu")
+    with pytest.raises(ConfigError, match="M != N, but attention runs M = N tokens"):
+        sc.resolve_config(sizes="128,256,64", ops=["attention"], device="cpu")
+    cfg = sc.resolve_config(sizes="128,256,64", ops="softmax,matmul,softmax", device="cpu")
+    assert cfg.ops == ["softmax", "matmul"]

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - older typer on real click
     from click import get_current_context
 
 from spintui.errors import UsageError
-from spintui.options import field_type, flag_name, format_default, option, option_fields, split_type
+from spintui.options import field_type, flag_name, format_default, item_words, option, option_fields, split_type
 
 _METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 
@@ -32,6 +32,8 @@ def _metavar(cls: type, f: dataclasses.Field) -> str | None:
     if f.metadata.get("metavar"):
         return f.metadata["metavar"]
     base, _, words = split_type(field_type(cls, f.name))
+    if item_words(base):
+        return f"{'|'.join(item_words(base))},..."
     if typing.get_origin(base) is tuple:
         return "INT,..."
     name = _METAVARS.get(base, "PATH" if base is not None and getattr(base, "__name__", "") == "Path" else None)

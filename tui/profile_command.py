@@ -23,6 +23,10 @@ class BlocksparseOptions:
                                    metavar="D,...", default_text="50%,25%,10%,5%")
     dtypes: str | None = option(None, "Data types, from fp32, fp16, bf16, fp64.", metavar="DTYPE,...",
                                 default_text="GPU bf16; CPU fp32")
+    ops: tuple[Literal["matmul", "softmax", "attention"], ...] = option(
+        ("matmul",), "What to time: the products (each --modes), softmax of an M x N layout's blocks, attention "
+        "over M = N tokens with head dim K; each against its dense peer (attention: SDPA, and on a GPU "
+        "compiled FlexAttention with the same block mask).")
     modes: str | None = option(None, "Products, from sdd, dsd, dds.", metavar="MODE,...",
                                default_text="sdd,dsd,dds")
     layout: Literal["random", "banded", "strided"] = option("random", "Block pattern.")
@@ -45,7 +49,7 @@ class BlocksparseOptions:
 
 
 def profile_blocksparse(given: dict) -> None:
-    """Time block-sparse matmul kernels against dense and torch's BSR (each case checked first)."""
+    """Time block-sparse matmul, softmax and attention kernels against their dense peers (each case checked first)."""
     from spintui.profiles import sweep_config
     from spintui.profiles.runs import resolve_run
     from spintui.profiles.store import create_run
@@ -67,6 +71,7 @@ def profile_blocksparse(given: dict) -> None:
             raise UsageError(f"--json: cannot write {json_path} (not a file in an existing directory)")
     cfg = sweep_config.resolve_config(
         sizes=opts.sizes, blocks=opts.blocks, densities=opts.densities, dtypes=opts.dtypes, modes=opts.modes,
+        ops=opts.ops,
         layout=opts.layout, backward=opts.backward, device=opts.device, threads=opts.threads, seed=opts.seed,
         quick=opts.quick, json_path=None if json_path is None else str(json_path),
         compare=None if baseline is None else str(baseline.resolve()), threshold=opts.threshold)

@@ -17,7 +17,7 @@ from spintui.tui.plot_data import PlotData, PlotLine, format_duration
 # (record key or derived name, header, right-justified)
 CASE_COLUMNS = (
     ("index", "#", True),
-    ("mode", "mode", False),
+    ("mode", "op", False),
     ("size", "M×N×K", True),
     ("block", "blk", True),
     ("density", "density", True),
@@ -25,6 +25,7 @@ CASE_COLUMNS = (
     ("s_dense", "dense ms", True),
     ("s_ours", "ours ms", True),
     ("s_torch_bsr", "BSR ms", True),
+    ("s_flex", "flex ms", True),
     ("tflops_effective", "TFLOP/s", True),
     ("speedup", "speedup", True),
     ("fraction_of_ideal", "of ideal", True),
@@ -54,8 +55,11 @@ def columns(records: list[dict], config: dict | None = None) -> list[tuple[str, 
         drop = set()
         if len(config.get("dtypes") or []) <= 1:
             drop.add("dtype")
-        if "dsd" not in (config.get("modes") or []) or config.get("backward"):
+        ops = config.get("ops") or ["matmul"]
+        if "matmul" not in ops or "dsd" not in (config.get("modes") or []) or config.get("backward"):
             drop |= {"s_torch_bsr", "speedup_vs_torch_bsr"}
+        if "attention" not in ops or config.get("device") != "cuda":
+            drop.add("s_flex")
         cols = [c for c in cols if c[0] not in drop]
     if (config or {}).get("compare") or any(r.get("compare") is not None for r in records):
         cols.append(COMPARE_COLUMN)
@@ -71,6 +75,19 @@ def _ms(seconds) -> str:
 
 def _ratio(value, suffix: str = "x") -> str:
     return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+def op_text(rec: dict) -> str:
+    """A product's mode (sdd, dsd, dds), else the op (softmax, attention); records without an op are products."""
+    return rec.get("mode") or rec.get("op") or "?"
+
+
+def ops_text(ops: list[str] | None, modes: list[str] | None) -> str:
+    """'sdd,dsd,dds' for the products alone, else e.g. 'matmul dsd,dds + softmax + attention'."""
+    ops = ops or ["matmul"]
+    if ops == ["matmul"]:
+        return ",".join(modes or [])
+    return " + ".join(f"matmul {','.join(modes or [])}" if op == "matmul" else op for op in ops)
 
 
 def size_text(rec: dict) -> str:
@@ -91,6 +108,8 @@ def cell(rec: dict, key: str, index: int | None = None) -> str:
     """Plain text of one table cell; a case that is not ok shows '-' for every timing column."""
     if key == "index":
         return "" if index is None else str(index)
+    if key == "mode":
+        return op_text(rec)
     if key == "size":
         return size_text(rec)
     if key == "density":
@@ -205,7 +224,7 @@ def summary_line(records: list[dict]) -> str:
         parts[-1] += f", {c['error']} error"
     best = best_case(records)
     if best is not None:
-        parts.append(f"best {best['speedup']:.2f}x ({best['mode']} {size_text(best)} blk {best['block']} "
+        parts.append(f"best {best['speedup']:.2f}x ({op_text(best)} {size_text(best)} blk {best['block']} "
                      f"{density_text(best)})")
         fractions = [r["fraction_of_ideal"] for r in records if r.get("status") == "ok"
                      and r.get("fraction_of_ideal") is not None and math.isfinite(r["fraction_of_ideal"])]
@@ -226,7 +245,7 @@ def header_info(manifest: dict) -> tuple[str, list[tuple[str, object]]]:
     hp: list[tuple[str, object]] = [
         ("sizes", sizes), ("blocks", ",".join(map(str, cfg.get("blocks") or []))),
         ("densities", ",".join(f"{d:g}" for d in cfg.get("densities") or [])),
-        ("dtypes", ",".join(cfg.get("dtypes") or [])), ("modes", ",".join(cfg.get("modes") or [])),
+        ("dtypes", ",".join(cfg.get("dtypes") or [])), ("ops", ops_text(cfg.get("ops"), cfg.get("modes"))),
         ("layout", cfg.get("layout", "random")),
     ]
     if cfg.get("backward"):

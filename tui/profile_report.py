@@ -37,7 +37,7 @@ def case_table(records: list[dict], title: str | None = None, first_index: int =
 
 def case_line(rec: dict, done: int, total: int, eta: float | None) -> Text:
     """One finished case as a line, for logs: '[ 3/36] dsd 256³ blk 32 50% fp32  ours 0.12 ms ...'."""
-    head = (f"[{done:>{len(str(total))}}/{total}] {rec['mode']} {pd.size_text(rec)} blk {rec['block']} "
+    head = (f"[{done:>{len(str(total))}}/{total}] {pd.op_text(rec)} {pd.size_text(rec)} blk {rec['block']} "
             f"{pd.density_text(rec)} {rec['dtype']}")
     text = Text(head + "  ")
     status = rec.get("status")
@@ -50,6 +50,8 @@ def case_line(rec: dict, done: int, total: int, eta: float | None) -> Text:
                     f"{pd.cell(rec, 'tflops_effective')} TFLOP/s")
         if rec.get("s_torch_bsr") is not None:
             text.append(f"  vs BSR {pd.cell(rec, 'speedup_vs_torch_bsr')}")
+        if rec.get("s_flex") is not None:
+            text.append(f"  flex {pd.cell(rec, 's_flex')} ms")
         if rec.get("launch_bound"):
             text.append("  launch-bound", style="yellow")
     if rec.get("compare") is not None:
@@ -63,7 +65,7 @@ def describe(cfg: SweepConfig, env: dict | None = None) -> str:
     where = cfg.device if cfg.device == "cuda" else f"cpu, {cfg.threads} thread(s)"
     sizes = " ".join(f"{m}" if m == n == k else f"{m},{n},{k}" for m, n, k in cfg.sizes)
     return (f"{where}; sizes {sizes}; blocks {','.join(map(str, cfg.blocks))}; densities "
-            f"{','.join(f'{d:g}' for d in cfg.densities)}; {','.join(cfg.dtypes)}; {','.join(cfg.modes)}; "
+            f"{','.join(f'{d:g}' for d in cfg.densities)}; {','.join(cfg.dtypes)}; {pd.ops_text(cfg.ops, cfg.modes)}; "
             f"{cfg.layout} layout{'; forward+backward' if cfg.backward else ''}")
 
 
