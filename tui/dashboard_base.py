@@ -32,7 +32,7 @@ from spintui.errors import RunError
 from spintui.profiles import gpu as telemetry
 from spintui.profiles.processes import request_clean_stop, wait_for_exit
 from spintui.profiles.provenance import host_name
-from spintui.tui.data import Preload, poll_tails
+from spintui.tui.data import Preload, RunTail, poll_tails
 from spintui.tui.foreign_tail import open_tail, source_manifest
 from spintui.tui.frames import Frame
 from spintui.tui.plot_data import SMOOTHING_STEPS, ViewSettings
