@@ -67,9 +67,6 @@ def resolve_train_config(algo: str, cli_values: dict, config_file: Path | None):
     return make_config(algo, values)
 
 
-FIXED = ("config", "grid", "name", "runs_dir", "ray")  # options that cannot take several values
-
-
 def train(algo: str, given: dict) -> None:
     """Check everything, then start one run, or an experiment when an option has several values."""
     if given.get("resume") is not None:
@@ -79,7 +76,7 @@ def train(algo: str, given: dict) -> None:
 
     spec = ALGORITHMS[algo]
     own = {f.name for f in fields(TrainOptions)}
-    for key in FIXED:
+    for key in own:  # TrainOptions describe the whole command: none of them varies in a grid
         if isinstance(given.get(key), str) and "," in given[key]:
             raise UsageError(f"--{key.replace('_', '-')} takes one value, got {given[key]!r}; it cannot vary "
                              f"in a grid")
