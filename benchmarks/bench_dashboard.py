@@ -52,6 +52,12 @@ BRAILLE = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")
 # Viewer in a pty
 
 
+def user_environment() -> dict:
+    """This environment as a user's shell has it: Python caching bytecode (some CI images set
+    PYTHONDONTWRITEBYTECODE, which makes every start compile the package's sources again)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 class PtyViewer:
     """`spintui watch RUN` on its own pty; a thread drains and counts what it writes."""
 
@@ -63,7 +69,7 @@ class PtyViewer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "spintui.tui.cli", "watch", str(run_dir)],
             stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-            env={**os.environ, "TERM": "xterm-256color", "COLORTERM": "", **(env or {})},
+            env={**user_environment(), "TERM": "xterm-256color", "COLORTERM": "", **(env or {})},
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         os.close(slave)
         self.master = master
