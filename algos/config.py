@@ -21,6 +21,11 @@ SaveBuffer = Literal["auto", "always", "never"]
 SPARSE_BLOCK_SIZES = (16, 32, 64, 128)  # the block sizes spintui.kernels supports (a test keeps them equal)
 
 
+def block_sparse_text(density: float, block: int) -> str:
+    """How headers and events name a run's block-sparse hidden layers: 'block-sparse d0.5 b32'."""
+    return f"block-sparse d{density:g} b{block}"
+
+
 @dataclass
 class RunConfig:
     """What every algorithm shares: the environment, seeding and hardware."""

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spintui.algos.config import block_sparse_text
 from spintui.kernels import BlockLayout, BlockSparseLinear
 
 
@@ -40,7 +41,7 @@ class SparseSpec:
         return covering_layout(out_features, in_features, self.block, self.density, seed)
 
     def describe(self) -> str:
-        return describe(self.density, self.block)
+        return block_sparse_text(self.density, self.block)
 
 
 def sparse_spec(config) -> SparseSpec | None:
@@ -50,11 +51,6 @@ def sparse_spec(config) -> SparseSpec | None:
     if density >= 1.0:
         return None
     return SparseSpec(density, int(get("block_size", 32)), int(get("seed", 0)))
-
-
-def describe(density: float, block: int) -> str:
-    """How headers and events name a run's sparse layers: 'block-sparse d0.5 b32'."""
-    return f"block-sparse d{density:g} b{block}"
 
 
 def covering_layout(rows_el: int, cols_el: int, block: int, density: float, seed: int) -> BlockLayout:
