@@ -46,7 +46,8 @@ class RunConfig:
     block_density: float = option(1.0, "Fraction of blocks kept in every hidden-to-hidden weight matrix (actor, "
                                   "critics, value function), each then a BlockSparseLinear with a random layout "
                                   "drawn from --seed, at least one block in every block-row and block-column; "
-                                  "input and output layers stay dense. 1 keeps every layer dense.",
+                                  "input and output layers stay dense; DDPG, TD3 and SAC then take the PyTorch "
+                                  "update (the compiled one is dense only). 1 keeps every layer dense.",
                                   range=Range(0, 1, lo_open=True), default_text="1 (dense)")
     block_size: int = option(32, "Block size of the block-sparse hidden layers (with --block-density below 1): "
                              "16, 32, 64 or 128, dividing every hidden size.", range=AT_LEAST_1)
