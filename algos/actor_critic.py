@@ -15,6 +15,7 @@ from torch import nn
 from torch.distributions import Categorical, Independent, Normal
 
 from spintui.algos.core import mlp
+from spintui.algos.sparse_layers import SparseSpec, sparse_spec
 
 
 def forward_layers(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -26,9 +27,9 @@ def forward_layers(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 class MLPCategoricalActor(nn.Module):
-    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes, activation):
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes, activation, sparse=None):
         super().__init__()
-        self.logits_net = mlp([obs_dim, *hidden_sizes, n_actions], activation)
+        self.logits_net = mlp([obs_dim, *hidden_sizes, n_actions], activation, sparse=sparse, name="pi")
 
     def distribution(self, obs: torch.Tensor) -> Categorical:
         return Categorical(logits=self.logits_net(obs), validate_args=False)
@@ -46,10 +47,10 @@ class MLPCategoricalActor(nn.Module):
 
 
 class MLPGaussianActor(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, activation):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, activation, sparse=None):
         super().__init__()
         self.log_std = nn.Parameter(torch.full((act_dim,), -0.5))
-        self.mu_net = mlp([obs_dim, *hidden_sizes, act_dim], activation)
+        self.mu_net = mlp([obs_dim, *hidden_sizes, act_dim], activation, sparse=sparse, name="pi")
 
     def distribution(self, obs: torch.Tensor) -> Independent:
         # Independent(..., 1): log_prob, entropy and KL sum over action dimensions.
@@ -68,25 +69,25 @@ class MLPGaussianActor(nn.Module):
 
 class MLPActorCritic(nn.Module):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden_sizes=(64, 64),
-                 activation: type[nn.Module] = nn.Tanh):
+                 activation: type[nn.Module] = nn.Tanh, sparse: SparseSpec | None = None):
         super().__init__()
         obs_dim = int(np.prod(observation_space.shape))
         if isinstance(action_space, gym.spaces.Discrete):
-            self.pi = MLPCategoricalActor(obs_dim, int(action_space.n), hidden_sizes, activation)
+            self.pi = MLPCategoricalActor(obs_dim, int(action_space.n), hidden_sizes, activation, sparse)
         elif isinstance(action_space, gym.spaces.Box):
-            self.pi = MLPGaussianActor(obs_dim, int(np.prod(action_space.shape)), hidden_sizes, activation)
+            self.pi = MLPGaussianActor(obs_dim, int(np.prod(action_space.shape)), hidden_sizes, activation, sparse)
         else:
             raise ValueError(f"on-policy algorithms support Box or Discrete actions, got {action_space}")
-        self.v = mlp([obs_dim, *hidden_sizes, 1], activation)
+        self.v = mlp([obs_dim, *hidden_sizes, 1], activation, sparse=sparse, name="v")
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.v(obs).squeeze(-1)
 
 
-def build_actor_critic(env: gym.Env, hidden_sizes, device) -> MLPActorCritic:
+def build_actor_critic(env: gym.Env, hidden_sizes, device, sparse: SparseSpec | None = None) -> MLPActorCritic:
     space_obs = getattr(env, "single_observation_space", env.observation_space)
     space_act = getattr(env, "single_action_space", env.action_space)
-    return MLPActorCritic(space_obs, space_act, tuple(hidden_sizes)).to(device)
+    return MLPActorCritic(space_obs, space_act, tuple(hidden_sizes), sparse=sparse).to(device)
 
 
 def deterministic_policy(ac: MLPActorCritic, action_space: gym.Space, device) -> Callable:
@@ -105,7 +106,8 @@ def deterministic_policy(ac: MLPActorCritic, action_space: gym.Space, device) ->
 
 
 def load_actor_critic(checkpoint: dict, env: gym.Env, device) -> MLPActorCritic:
-    ac = build_actor_critic(env, checkpoint["config"]["hidden_sizes"], device)
+    config = checkpoint["config"]
+    ac = build_actor_critic(env, config["hidden_sizes"], device, sparse_spec(config))
     ac.load_state_dict(checkpoint["modules"]["ac"])
     return ac
 

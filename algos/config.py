@@ -18,6 +18,12 @@ from spintui.options import (AT_LEAST_1, LEARNING_RATE, NON_NEGATIVE, POSITIVE, 
 Device = Literal["auto", "cpu", "cuda"]
 UpdatePath = Literal["auto", "native", "torch"]
 SaveBuffer = Literal["auto", "always", "never"]
+SPARSE_BLOCK_SIZES = (16, 32, 64, 128)  # the block sizes spintui.kernels supports (a test keeps them equal)
+
+
+def block_sparse_text(density: float, block: int) -> str:
+    """How headers and events name a run's block-sparse hidden layers: 'block-sparse d0.5 b32'."""
+    return f"block-sparse d{density:g} b{block}"
 
 
 @dataclass
@@ -37,6 +43,14 @@ class RunConfig:
                                  default_text="1 for ddpg/td3/sac, torch's choice otherwise")
     tensorboard: Path | None = option(None, "Mirror the run into TensorBoard event files under DIR/RUN while "
                                       "it trains (needs the tensorboard extra).", metavar="DIR", grid=False)
+    block_density: float = option(1.0, "Fraction of blocks kept in every hidden-to-hidden weight matrix (actor, "
+                                  "critics, value function), each then a BlockSparseLinear with a random layout "
+                                  "drawn from --seed, at least one block in every block-row and block-column; "
+                                  "input and output layers stay dense; DDPG, TD3 and SAC then take the PyTorch "
+                                  "update (the compiled one is dense only). 1 keeps every layer dense.",
+                                  range=Range(0, 1, lo_open=True), default_text="1 (dense)")
+    block_size: int = option(32, "Block size of the block-sparse hidden layers (with --block-density below 1): "
+                             "16, 32, 64 or 128, dividing every hidden size.", range=AT_LEAST_1)
 
     def total_steps(self) -> int:
         return int(self.steps) if self.steps is not None else self.epochs * self.steps_per_epoch  # type: ignore[attr-defined]
@@ -46,6 +60,27 @@ class RunConfig:
             raise ConfigError("--env is required (a Gymnasium environment id, e.g. Pendulum-v1)")
         if self.tensorboard is not None:  # run.json records where, whatever directory a later command runs in
             self.tensorboard = self.tensorboard.absolute()
+        self.check_block_sparse()
+
+    @property
+    def block_sparse(self) -> bool:
+        return self.block_density < 1.0
+
+    def check_block_sparse(self) -> None:
+        if self.block_size not in SPARSE_BLOCK_SIZES:
+            raise ConfigError(f"--block-size must be one of {', '.join(map(str, SPARSE_BLOCK_SIZES))}, "
+                              f"got {self.block_size}")
+        if not self.block_sparse:
+            return
+        sizes = tuple(self.hidden_sizes)  # type: ignore[attr-defined]
+        shown = ",".join(map(str, sizes))
+        if len(sizes) < 2:
+            raise ConfigError(f"--block-density applies to hidden-to-hidden layers, and --hidden-sizes {shown} "
+                              f"has none: give at least two hidden sizes")
+        bad = [h for h in sizes if h % self.block_size]
+        if bad:
+            raise ConfigError(f"--block-size {self.block_size} must divide every hidden size, got --hidden-sizes "
+                              f"{shown} ({bad[0]} is not a multiple of {self.block_size})")
 
 
 # --- off-policy ------------------------------------------------------------------------------------
@@ -76,6 +111,12 @@ class OffPolicyConfig(RunConfig):
     save_buffer: SaveBuffer = option("auto", "Save the replay buffer beside each checkpoint, so that --resume "
                                      "continues with it: always, never, or auto (when it takes under 1 GiB "
                                      "at capacity).")
+
+    def check(self) -> None:
+        super().check()
+        if self.block_sparse and self.update == "native":
+            raise ConfigError(f"--update native runs dense layers only, and --block-density {self.block_density:g} "
+                              f"makes the hidden layers block-sparse: use --update auto or torch")
 
 
 @dataclass

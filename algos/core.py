@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spintui.algos.sparse_layers import SparseLinear
 from spintui.profiles.store import RunPaths
 
 # --------------------------------------------------------------------------------------------------
@@ -55,12 +56,18 @@ def seed_env(env, seed: int):
 # Networks
 
 
-def mlp(sizes: list[int] | tuple[int, ...], activation: type[nn.Module], output_activation: type[nn.Module] = nn.Identity) -> nn.Sequential:
-    """Spinning Up's mlp(): Linear layers with `activation` between them."""
+def mlp(sizes: list[int] | tuple[int, ...], activation: type[nn.Module], output_activation: type[nn.Module] = nn.Identity,
+        sparse=None, name: str = "") -> nn.Sequential:
+    """Spinning Up's mlp(): Linear layers with `activation` between them. With `sparse` (a
+    sparse_layers.SparseSpec) the hidden-to-hidden layers are block-sparse, laid out for net `name`."""
     layers: list[nn.Module] = []
     for j in range(len(sizes) - 1):
         act = activation if j < len(sizes) - 2 else output_activation
-        layers += [nn.Linear(sizes[j], sizes[j + 1]), act()]
+        if sparse is not None and 0 < j < len(sizes) - 2:
+            linear = SparseLinear(sizes[j], sizes[j + 1], sparse.layout(name, j, sizes[j], sizes[j + 1]))
+        else:
+            linear = nn.Linear(sizes[j], sizes[j + 1])
+        layers += [linear, act()]
     return nn.Sequential(*layers)
 
 

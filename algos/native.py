@@ -135,21 +135,31 @@ def available() -> tuple[bool, str]:
     return lib is not None, why
 
 
-def wanted(update: str, device: torch.device, hidden_sizes=()) -> bool:
+SPARSE_REASON = "it works on dense weight matrices, and this run's hidden layers are block-sparse"
+
+
+def why_not(device: torch.device, hidden_sizes=(), block_sparse: bool = False) -> str:
+    """Why the compiled update cannot run for these networks on `device` ("" when it can)."""
+    if device.type != "cpu":
+        return "it runs on the CPU only"
+    if len(hidden_sizes) + 1 > MAX_LAYERS:
+        return f"it supports at most {MAX_LAYERS - 1} hidden layers"
+    if block_sparse:
+        return SPARSE_REASON
+    return available()[1]
+
+
+def wanted(update: str, device: torch.device, hidden_sizes=(), block_sparse: bool = False) -> bool:
     """Whether an agent configured with `update` (auto, native or torch) uses the compiled update.
 
-    `native` where it cannot run is an error, with the reason; `auto` quietly uses torch there."""
+    `native` where it cannot run is an error, with the reason; `auto` quietly uses torch there
+    (the run's first event says why: offpolicy.update_description)."""
     if update == "torch":
         return False
-    if device.type != "cpu":
-        ok, why = False, "it runs on the CPU only"
-    elif len(hidden_sizes) + 1 > MAX_LAYERS:
-        ok, why = False, f"it supports at most {MAX_LAYERS - 1} hidden layers"
-    else:
-        ok, why = available()
-    if update == "native" and not ok:
+    why = why_not(device, hidden_sizes, block_sparse)
+    if update == "native" and why:
         raise ValueError(f"--update native is not available: {why}; use --update auto or torch")
-    return ok
+    return not why
 
 
 # --------------------------------------------------------------------------------------------------

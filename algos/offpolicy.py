@@ -32,6 +32,7 @@ from spintui.algos.core import (EpochStats, PendingCheckpoint, PhaseTimer, resol
                                 set_seed, set_threads)
 from spintui.algos.replay import ReplayBuffer
 from spintui.algos.resume import env_state, load_replay, restore_networks, restore_training_state, training_state
+from spintui.algos.sparse_layers import sparse_spec
 
 # --------------------------------------------------------------------------------------------------
 # Environment
@@ -63,10 +64,11 @@ def make_box_env(algo: str, env_id: str, **kwargs):
 def update_description(agent, device: torch.device) -> str:
     if getattr(agent, "native", None):
         return "compiled C update"
-    ok, why = native.available() if device.type == "cpu" else (False, "")
-    if device.type == "cpu" and not ok:
-        return f"PyTorch update (compiled update unavailable: {why})"
-    return "PyTorch update"
+    cfg = getattr(agent, "cfg", None)
+    if device.type != "cpu":
+        return "PyTorch update"
+    why = native.why_not(device, getattr(cfg, "hidden_sizes", ()), bool(getattr(cfg, "block_sparse", False)))
+    return f"PyTorch update (compiled update unavailable: {why})" if why else "PyTorch update"
 
 
 def run_test_episodes(agent, env, cfg: OffPolicyConfig, run, step: int, stats: EpochStats) -> None:
@@ -108,7 +110,8 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
     save_buffer = replay.saves_buffer(cfg.save_buffer, buffer)
     total_steps = cfg.total_steps()
     config = config_to_dict(cfg)
-    run.event(f"{algo} on {cfg.env}: {total_steps:,} steps on {device}, torch threads {torch.get_num_threads()}, "
+    nets = f", {sparse_spec(cfg).describe()} hidden layers" if cfg.block_sparse else ""
+    run.event(f"{algo} on {cfg.env}: {total_steps:,} steps on {device}, torch threads {torch.get_num_threads()}{nets}, "
               f"{update_description(agent, device)}; {replay.describe(cfg.save_buffer, buffer)}")
     step, epoch, elapsed, update_after = 0, 0, 0.0, cfg.update_after
     if resume is not None:

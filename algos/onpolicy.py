@@ -31,6 +31,7 @@ from spintui.algos.resume import ResumeError, restore_networks, restore_training
 from spintui.algos.data_parallel import (any_rank, average_gradients, gather_objects, local_device, param_checksum,
                                          rank, reduce_stats, split_steps, sync_params, world_size)
 from spintui.algos.rollout import Rollout
+from spintui.algos.sparse_layers import sparse_spec
 
 PolicyUpdate = Callable[[dict], dict[str, float]]
 
@@ -111,7 +112,9 @@ class Session:
         self.total_steps = self.epochs * self.epoch_steps
         self.rollout = Rollout(cfg.env, num_envs, steps_per_env, cfg.max_ep_len, self.seed, self.device,
                                env_kwargs=cfg.env_kwargs)
-        self.ac = build_actor_critic(self.rollout.envs, cfg.hidden_sizes, self.device)
+        # layouts come from cfg.seed, not the rank's seed: every rank builds the same networks
+        sparse = sparse_spec(cfg)
+        self.ac = build_actor_critic(self.rollout.envs, cfg.hidden_sizes, self.device, sparse)
         sync_params(self.ac)
         self.stats, self.timer = EpochStats(), PhaseTimer()
         self.step = 0  # env steps over all processes at the start of the current epoch
@@ -122,8 +125,9 @@ class Session:
         self.stopped = False
         if self.rank == 0:
             run.set_progress(step=0, total_steps=self.total_steps, epoch=0)
+            nets = f", {sparse.describe()} hidden layers" if sparse is not None else ""
             run.event(f"{algo}: {self.world} process(es) x {num_envs} env(s), {self.epoch_steps} steps per epoch, "
-                      f"{self.epochs} epochs, device {self.device}")
+                      f"{self.epochs} epochs, device {self.device}{nets}")
 
     # -- during the rollout --------------------------------------------------------------------
     def global_step(self, t: int) -> int:

@@ -28,6 +28,7 @@ from spintui.algos.config import SACConfig
 from spintui.algos.offpolicy import run_off_policy
 from spintui.algos.offpolicy_nets import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
                                           q_forward, saved_policy, target_copy)
+from spintui.algos.sparse_layers import SparseSpec, sparse_spec
 
 LOG_STD_MIN, LOG_STD_MAX = -20, 2
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -35,10 +36,11 @@ LOG_2 = math.log(2)
 
 
 class SquashedGaussianActor(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, act_scale: torch.Tensor, act_center: torch.Tensor):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, act_scale: torch.Tensor, act_center: torch.Tensor,
+                 sparse: SparseSpec | None = None):
         super().__init__()
         # Hidden ReLU layers, then one linear layer giving the mean and log-std of each action dimension.
-        self.net = MLP([obs_dim, *hidden_sizes, 2 * act_dim])
+        self.net = MLP([obs_dim, *hidden_sizes, 2 * act_dim], sparse=sparse)
         self.act_dim = act_dim
         self.register_buffer("act_scale", act_scale)
         self.register_buffer("act_center", act_center)
@@ -71,8 +73,9 @@ class SAC:
         obs_dim, act_dim = obs_space.shape[0], act_space.shape[0]
         self.cfg, self.device = cfg, device
         act_scale, act_center = action_bounds(act_space, device)
-        self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.hidden_sizes, act_scale, act_center).to(device)
-        self.critic = QEnsemble(2, obs_dim, act_dim, cfg.hidden_sizes).to(device)  # q1, q2
+        sparse = sparse_spec(cfg)
+        self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.hidden_sizes, act_scale, act_center, sparse).to(device)
+        self.critic = QEnsemble(2, obs_dim, act_dim, cfg.hidden_sizes, sparse).to(device)  # q1, q2
         self.critic_targ = target_copy(self.critic)
         self.critic_frozen = frozen(self.critic)
         self.pi_optimizer = adam(self.actor.parameters(), cfg.lr)
@@ -85,7 +88,7 @@ class SAC:
             self.alpha = self.log_alpha.detach().exp()
         else:
             self.alpha = torch.tensor(float(cfg.alpha), device=device)
-        self.native = native.wanted(cfg.update, device, cfg.hidden_sizes)
+        self.native = native.wanted(cfg.update, device, cfg.hidden_sizes, sparse is not None)
         if self.native:
             self.actor_view = native.NetView(list(self.actor.parameters()), self.pi_optimizer, 1)
             self.critic_view = native.NetView(list(self.critic.parameters()), self.q_optimizer, 2,
@@ -132,7 +135,7 @@ class SAC:
 
         # Actor: maximise min_i Q_i(o, a~) + alpha * entropy, through frozen critics.
         pi, logp_pi = self.actor(o, eps=eps[1])
-        q_pi = q_forward(self.critic_frozen, o, pi).amin(0)
+        q_pi = q_forward(self.critic_frozen, o, pi, self.critic.layouts).amin(0)
         loss_pi = (alpha * logp_pi - q_pi).mean()
         minimize(loss_pi, self.pi_optimizer)
 

@@ -29,12 +29,14 @@ from spintui.algos.config import DDPGConfig, TD3Config
 from spintui.algos.offpolicy import run_off_policy
 from spintui.algos.offpolicy_nets import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
                                           q_forward, saved_policy, target_copy)
+from spintui.algos.sparse_layers import SparseSpec, sparse_spec
 
 
 class DeterministicActor(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, act_scale: torch.Tensor, act_center: torch.Tensor):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes, act_scale: torch.Tensor, act_center: torch.Tensor,
+                 sparse: SparseSpec | None = None):
         super().__init__()
-        self.pi = MLP([obs_dim, *hidden_sizes, act_dim], output_activation=torch.tanh)
+        self.pi = MLP([obs_dim, *hidden_sizes, act_dim], output_activation=torch.tanh, sparse=sparse)
         self.register_buffer("act_scale", act_scale)
         self.register_buffer("act_center", act_center)
 
@@ -57,16 +59,18 @@ class TD3:
         self.act_scale, self.act_center = action_bounds(act_space, device)
         self.act_low, self.act_high = self.act_center - self.act_scale, self.act_center + self.act_scale
         self.low_np, self.high_np = act_space.low, act_space.high
-        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes, self.act_scale, self.act_center).to(device)
+        sparse = sparse_spec(cfg)
+        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes, self.act_scale, self.act_center,
+                                        sparse).to(device)
         self.actor_targ = target_copy(self.actor)
-        self.critic = QEnsemble(critics, obs_dim, act_dim, cfg.hidden_sizes).to(device)
+        self.critic = QEnsemble(critics, obs_dim, act_dim, cfg.hidden_sizes, sparse).to(device)
         self.critic_targ = target_copy(self.critic)
         self.q1_frozen = [p[:1] for p in frozen(self.critic)]  # the actor follows Q1 only
         self.pi_optimizer = adam(self.actor.parameters(), cfg.pi_lr)
         self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
         self.native = native.DeterministicAgentViews(
             self.actor, self.actor_targ, self.pi_optimizer, self.critic, self.critic_targ, self.q_optimizer,
-            members=critics) if native.wanted(cfg.update, device, cfg.hidden_sizes) else None
+            members=critics) if native.wanted(cfg.update, device, cfg.hidden_sizes, sparse is not None) else None
 
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -112,7 +116,7 @@ class TD3:
         return loss_q.detach(), q.detach()
 
     def update_actor_and_targets(self, o):
-        loss_pi = -q_forward(self.q1_frozen, o, self.actor(o)).mean()
+        loss_pi = -q_forward(self.q1_frozen, o, self.actor(o), self.critic.layouts).mean()
         minimize(loss_pi, self.pi_optimizer)
         polyak_update(self.actor_targ, self.actor, self.cfg.polyak)
         polyak_update(self.critic_targ, self.critic, self.cfg.polyak)

@@ -24,6 +24,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from spintui.algos.actor_critic import load_policy  # noqa: F401  (spintui eval's obs -> action)
 from spintui.algos.data_parallel import average_scalar, average_tensor
 from spintui.algos.onpolicy import run_on_policy
+from spintui.algos.sparse_layers import SparseLinear
 
 EPS = 1e-8
 
@@ -92,5 +93,17 @@ def update_policy(ac, data: dict, cfg) -> dict[str, float]:
             "BacktrackIters": backtrack}
 
 
+def twice_differentiable(ac) -> None:
+    """Block-sparse policy layers compute through their dense masked weight: Hessian-vector products
+    differentiate twice, and the block-sparse kernels' backward is once-differentiable."""
+    for layer in ac.pi.modules():
+        if isinstance(layer, SparseLinear):
+            layer.twice_differentiable = True
+
+
 def train(cfg, run, resume: dict | None = None) -> None:
-    run_on_policy(cfg, run, "trpo", COLUMNS, lambda ac: (partial(update_policy, ac, cfg=cfg), {}), resume)
+    def make_policy_update(ac):
+        twice_differentiable(ac)
+        return partial(update_policy, ac, cfg=cfg), {}
+
+    run_on_policy(cfg, run, "trpo", COLUMNS, make_policy_update, resume)

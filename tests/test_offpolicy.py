@@ -91,7 +91,7 @@ def test_a_sign_error_in_the_actor_loss_fails_the_learning_threshold(tmp_path, m
     """
     td3 = importlib.import_module("spintui.algos.td3")  # DDPG's update is TD3's
     real_q_forward = td3.q_forward  # used by td3.py only in the actor loss
-    monkeypatch.setattr(td3, "q_forward", lambda params, obs, act: -real_q_forward(params, obs, act))
+    monkeypatch.setattr(td3, "q_forward", lambda *args: -real_q_forward(*args))
     best, steps = best_test_return(tmp_path, "ddpg", seed=0, budget=8000, update="torch")
     assert steps == 8000
     assert best < THRESHOLD

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spintui.algos.config import block_sparse_text
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.store import effective_status
 from spintui.tui import tail_cache
@@ -313,8 +314,13 @@ class RunTail:
         return max(0.0, (total - self.current_step()) / rate)
 
     def hyperparameters(self) -> list[tuple[str, object]]:
+        """(name, value) pairs for the header; a block-sparse run adds ("", "block-sparse d0.5 b32")."""
         cfg = self.manifest.get("config") or {}
-        return [(k, cfg[k]) for k in KEY_HYPERPARAMETERS if k in cfg and cfg[k] is not None]
+        out = [(k, cfg[k]) for k in KEY_HYPERPARAMETERS if k in cfg and cfg[k] is not None]
+        density = cfg.get("block_density")
+        if isinstance(density, (int, float)) and density < 1:
+            out.append(("", block_sparse_text(density, cfg.get("block_size"))))
+        return out
 
 
 class Preload:

@@ -307,7 +307,7 @@ def header_text(frame: Frame, paused: bool, step_name: str, now: float | None = 
         if h["last_return"] is not None:
             text.append(f"  return {h['last_return']:.4g}")
         text.append("\n")
-        hp = "  ".join(f"{k}={v}" for k, v in h["hp"])
+        hp = "  ".join(f"{k}={v}" if k else str(v) for k, v in h["hp"])
         text.append(f"{h['name']}  {hp}", style="dim")
     else:
         text.append(f"{len(rows)} runs  ", style="bold")
