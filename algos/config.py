@@ -37,6 +37,9 @@ class RunConfig:
                                  default_text="1 for ddpg/td3/sac, torch's choice otherwise")
     tensorboard: Path | None = option(None, "Mirror the run into TensorBoard event files under DIR/RUN while "
                                       "it trains (needs the tensorboard extra).", metavar="DIR", grid=False)
+    trace: str | None = option(None, "Capture update block N, or blocks N:M (from 1), with torch.profiler: a "
+                               "Chrome/Perfetto trace (trace-*.json.gz) and a kernel table in the run.",
+                               metavar="N|N:M", grid=False, default_text="off")
 
     def total_steps(self) -> int:
         return int(self.steps) if self.steps is not None else self.epochs * self.steps_per_epoch  # type: ignore[attr-defined]
@@ -46,6 +49,14 @@ class RunConfig:
             raise ConfigError("--env is required (a Gymnasium environment id, e.g. Pendulum-v1)")
         if self.tensorboard is not None:  # run.json records where, whatever directory a later command runs in
             self.tensorboard = self.tensorboard.absolute()
+        if self.trace is not None:
+            from spintui.algos.trace import check_trace
+
+            self.trace = check_trace(self.trace, self.update_blocks())
+
+    def update_blocks(self) -> int:
+        """How many update blocks the run does (what --trace counts)."""
+        raise NotImplementedError
 
 
 # --- off-policy ------------------------------------------------------------------------------------
@@ -76,6 +87,11 @@ class OffPolicyConfig(RunConfig):
     save_buffer: SaveBuffer = option("auto", "Save the replay buffer beside each checkpoint, so that --resume "
                                      "continues with it: always, never, or auto (when it takes under 1 GiB "
                                      "at capacity).")
+
+    def update_blocks(self) -> int:
+        # Spinning Up's schedule: an update block at every step t >= update_after with t % update_every == 0.
+        last, first = self.total_steps() - 1, -(-self.update_after // self.update_every)
+        return max(0, last // self.update_every - first + 1) if last >= self.update_after else 0
 
 
 @dataclass
@@ -122,6 +138,10 @@ class OnPolicyConfig(RunConfig):
                         range=Range(1, 1024))
     num_envs: int = option(1, "Environments stepped together per process (gymnasium.vector); each collects "
                            "steps_per_epoch / (nproc x num_envs) steps per epoch.", range=Range(1, 4096))
+
+    def update_blocks(self) -> int:
+        # One update (policy, then value function) per epoch; as onpolicy.Session counts epochs.
+        return max(1, -(-self.total_steps() // min(self.steps_per_epoch, self.total_steps())))
 
     def check(self) -> None:
         super().check()
