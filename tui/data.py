@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spintui.profiles.gpu_history import GpuHistory
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.store import effective_status
 from spintui.tui import tail_cache
@@ -69,6 +70,8 @@ class RunTail:
     kernels: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     last_gpu: dict | None = None
+    gpu_history: GpuHistory = field(default_factory=GpuHistory)  # the producer's own 1 Hz GPU samples
+    traces: list[dict] = field(default_factory=list)  # `trace` records of --trace captures (trace_table.py)
     records: int = 0
     version: int = 0  # bumped whenever anything new arrived (a heartbeat too)
     data_version: int = 0  # bumped only when records or scalars arrived: what plots depend on
@@ -191,6 +194,10 @@ class RunTail:
                 del self.events[:-50]
             elif kind == "gpu":
                 self.last_gpu = rec
+                self.gpu_history.add(rec)
+            elif kind == "trace":
+                self.traces.append(rec)
+                del self.traces[:-5]
             elif kind == "resume":
                 self.resumes.append(rec)
 

@@ -25,6 +25,8 @@ class Frame:
     trainer: tuple[int | None, str | None]  # (pid, host) of a live producer, else (None, None)
     error: str = ""
     run_gpu: dict | None = None  # the newest `gpu` record a trainer logged (GpuLogger)
+    gpu_history: dict = field(default_factory=dict, repr=False)  # its GPU history (GpuHistory.view())
+    run_host: str | None = None  # where that producer runs (ran)
     # What it was built from: its plots are reused while `plots_from` is equal, the frame while `shows` is.
     plots_from: tuple = field(default=(), repr=False)
     shows: tuple = field(default=(), repr=False)
@@ -163,5 +165,7 @@ def _build(cls: type[Frame], plots: Callable[[], dict], details: Callable[[], di
             shown = {} if previous is None else {name: getattr(previous, name) for name in cls.PLOTS}
     live = [t for t in tails if t.status(now) == "running"]
     sampled = live[0] if live else tails[0]  # the first live producer's telemetry
-    return cls(**shown, **details(), error=error, run_gpu=sampled.last_gpu, plots_from=plots_from, shows=shows,
+    return cls(**shown, **details(), error=error, run_gpu=sampled.last_gpu, gpu_history=sampled.gpu_history.view(),
+               run_host=sampled.manifest.get("host"),
+               plots_from=plots_from, shows=shows,
                trainer=(sampled.manifest.get("pid"), sampled.manifest.get("host")) if live else (None, None))

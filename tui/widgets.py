@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 from spintui.profiles import gpu as telemetry
 from spintui.tui import profile_data
 from spintui.tui.frames import Frame
+from spintui.tui.gpu_panel import history_text
 from spintui.tui.plot import colour, render_plot
 from spintui.tui.plot_data import PlotData, ViewSettings, format_duration, format_number
 
@@ -163,17 +164,12 @@ class TelemetryPanel(Static):
             self.border_title = title
         self.update(text)
 
-    def show_logged(self, record: dict, host: str) -> None:
-        """A `gpu` record the trainer logged into its run: what a viewer on another host can show."""
-        fields = {f for f in telemetry.GpuInfo.__dataclass_fields__}
-        gpus = []
-        for g in record.get("gpus") or []:
-            procs = [telemetry.GpuProcess(**{k: v for k, v in p.items() if k in ("pid", "used_bytes", "name",
-                                                                                 "is_trainer")})
-                     for p in g.get("processes") or []]
-            gpus.append(telemetry.GpuInfo(**{**{k: v for k, v in g.items() if k in fields}, "processes": procs}))
-        sample = telemetry.GpuSample(record.get("time", 0.0), gpus, record.get("trainer_match", ""))
-        self.show_sample(sample, "", f"GPU (logged on {host})")
+    def show_history(self, view: dict, host: str | None) -> None:
+        """The run's own GPU history (the producer logged it): the same live, finished or copied."""
+        title = f"GPU (logged on {host})" if host else "GPU (this run's history)"
+        if self.border_title != title:
+            self.border_title = title
+        self.update(history_text(view, self.size.width or 40))
 
     def show_off(self) -> None:
         self.border_title = "System"
