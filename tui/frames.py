@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
+from spintui.profiles import trace_table
 from spintui.tui import profile_data
 from spintui.tui.data import RunTail
 from spintui.tui.plot_data import PlotData, ViewSettings, loss_plot, rate_plot, return_plot
@@ -45,6 +46,8 @@ class TrainFrame(Frame):
     rate: PlotData | None = None
     phases: list[tuple[str, float]] = field(default_factory=list)
     steps_per_sec: float | None = None
+    trace: dict | None = None  # the latest `trace` record (--trace), for the kernels view
+    update_split: list[tuple[str, float]] = field(default_factory=list)  # its largest ops' shares of the update
 
 
 @dataclass(kw_only=True)
@@ -108,8 +111,10 @@ def train_frame(tails: list[RunTail], settings: ViewSettings, now: float, error:
                     rate=rate_plot(tails, settings))
 
     def details() -> dict:
+        trace = tails[0].traces[-1] if tails[0].traces else None
         return dict(header=header_rows(tails, now), phases=tails[0].phase_times(),
-                    steps_per_sec=tails[0].current_steps_per_sec())
+                    steps_per_sec=tails[0].current_steps_per_sec(), trace=trace,
+                    update_split=trace_table.update_split(trace))
 
     return _build(TrainFrame, plots, details, tails, settings, now, error, previous)
 

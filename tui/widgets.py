@@ -19,6 +19,7 @@ from spintui.profiles import gpu as telemetry
 from spintui.tui import profile_data
 from spintui.tui.frames import Frame
 from spintui.tui.gpu_panel import history_text
+from spintui.tui.trace_view import split_lines
 from spintui.tui.plot import colour, render_plot
 from spintui.tui.plot_data import PlotData, ViewSettings, format_duration, format_number
 
@@ -249,8 +250,9 @@ def system_text(sample: telemetry.SystemSample, history: dict, reason: str, widt
     return out
 
 
-def phase_text(phases: list[tuple[str, float]], width: int) -> Text:
-    """Time per phase, a bar each for its share of the total."""
+def phase_text(phases: list[tuple[str, float]], width: int, split: list[tuple[str, float]] | None = None) -> Text:
+    """Time per phase, a bar each for its share of the total; `split`: the update phase's largest
+    operations (from the latest trace) under its row."""
     if not phases:
         return Text("time per phase: not logged by this run", style="dim")
     total = sum(v for _, v in phases if v and v > 0) or 1.0
@@ -261,6 +263,8 @@ def phase_text(phases: list[tuple[str, float]], width: int) -> Text:
         shown = f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
         text.append(f"{name[:10]:<10} {shown:>10} {share:4.0%} ")
         text.append("█" * int(round(share * bar_w)), style=colour(i))
+        if split and name.lower() in ("update", "policyupdate"):
+            text.append(split_lines(split, width))
         if i < min(6, len(phases)) - 1:
             text.append("\n")
     return text
