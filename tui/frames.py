@@ -122,6 +122,11 @@ def train_frame(tails: list[RunTail], settings: ViewSettings, now: float, error:
 def profile_frame(tails: list[RunTail], settings: ViewSettings, now: float, error: str = "",
                   previous: ProfileFrame | None = None) -> ProfileFrame:
     """The profile dashboard's frame: the sweep's kernel records, the speedup chart, headers."""
+    if tails[0].manifest.get("benchmark") == "train":  # spintui profile train: a traced training run
+        return _build(ProfileFrame, lambda: dict(speedup=return_plot(tails, settings)),
+                      lambda: dict(header=header_rows(tails, now), kernels=trace_cases(tails[0])),
+                      tails, settings, now, error, previous)
+
     def plots() -> dict:
         return dict(speedup=profile_data.speedup_plot(tails[0].kernels))
 
@@ -129,6 +134,15 @@ def profile_frame(tails: list[RunTail], settings: ViewSettings, now: float, erro
         return dict(header=profile_header_rows(tails, now), kernels=list(tails[0].kernels))
 
     return _build(ProfileFrame, plots, details, tails, settings, now, error, previous)
+
+
+def trace_cases(tail: RunTail) -> list[dict]:
+    """The rows of a training profile's latest trace, with verdicts against its baseline if it has one."""
+    from spintui.tui.profile_train import compared
+
+    rows = list((tail.traces[-1] if tail.traces else {}).get("rows") or [])
+    verdicts = compared(rows, tail.manifest) if rows else None
+    return verdicts["cases"] if verdicts else rows
 
 
 def experiment_frame(tails: list[RunTail], settings: ViewSettings, now: float, error: str = "",

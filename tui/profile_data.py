@@ -253,3 +253,72 @@ def header_info(manifest: dict) -> tuple[str, list[tuple[str, object]]]:
     if cfg.get("compare"):
         hp.append(("compare", str(cfg["compare"]).rstrip("/").rsplit("/", 1)[-1]))
     return where, [(k, v) for k, v in hp if v not in ("", None)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The kernel table of a traced training run (`spintui profile train`, profiles/trace_table.py)
+
+TRACE_COLUMNS = (
+    ("index", "#", True),
+    ("name", "operation", False),
+    ("source", "where", False),
+    ("calls", "calls", True),
+    ("self_s", "self ms", True),
+    ("total_s", "total ms", True),
+    ("share", "share", True),
+    ("bar", "", False),
+    ("flops", "FLOPs", True),
+)
+TRACE_SORTS = ("self_s", "total_s", "calls", "name")  # what the dashboard's sort key cycles through
+BAR_WIDTH = 12
+
+
+def is_trace_row(rec: dict) -> bool:
+    return "self_s" in rec and "share" in rec
+
+
+def trace_columns(rows: list[dict]) -> list[tuple[str, str, bool]]:
+    cols = list(TRACE_COLUMNS)
+    if any(r.get("compare") is not None for r in rows):
+        cols.append(COMPARE_COLUMN)
+    return cols
+
+
+def sort_rows(rows: list[dict], key: str) -> list[dict]:
+    if key == "name":
+        return sorted(rows, key=lambda r: r["name"])
+    return sorted(rows, key=lambda r: -(r.get(key) or 0))
+
+
+def flops_text(flops) -> str:
+    if not flops:
+        return ""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if flops >= scale:
+            return f"{flops / scale:.3g}{unit}"
+    return str(flops)
+
+
+def trace_cell(rec: dict, key: str, index: int | None = None) -> str:
+    if key == "index":
+        return "" if index is None else str(index)
+    if key in ("self_s", "total_s"):
+        return _ms(rec.get(key))
+    if key == "share":
+        return "-" if rec.get("share") is None else f"{rec['share']:.1%}"
+    if key == "bar":
+        return "█" * int(round(min(1.0, rec.get("share") or 0.0) * BAR_WIDTH))
+    if key == "flops":
+        return flops_text(rec.get("flops"))
+    if key == "compare":
+        return cell(rec, "compare")
+    value = rec.get(key)
+    return "" if value is None else str(value)
+
+
+def trace_cell_style(rec: dict, key: str) -> str:
+    if key == "compare":
+        return VERDICT_STYLES.get(rec.get("compare"), "")
+    if key == "bar":
+        return "cyan" if rec.get("source") != "C update" else "magenta"
+    return ""

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from spintui.tui.plot import colour
+from spintui.tui.profile_data import flops_text
 
 TOP = 20
 
@@ -22,15 +23,6 @@ def _ms(seconds) -> str:
         return "-"
     ms = seconds * 1e3
     return f"{ms:.3g}" if ms < 1000 else f"{ms:.0f}"
-
-
-def flops_text(flops) -> str:
-    if not flops:
-        return ""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if flops >= scale:
-            return f"{flops / scale:.3g}{unit}"
-    return str(flops)
 
 
 def trace_text(trace: dict | None, width: int, top: int = TOP) -> Text:

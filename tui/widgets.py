@@ -79,9 +79,12 @@ class KernelTable(DataTable):
         self._rows_shown = 0
         self._column_keys: list[str] = []
 
-    def show(self, kernels: list[dict], header: dict) -> None:
+    def show(self, kernels: list[dict], header: dict, sort: str = "self_s") -> None:
         if kernels and profile_data.is_sweep_record(kernels[0]):
             self._show_sweep(kernels, header)
+            return
+        if kernels and profile_data.is_trace_row(kernels[0]):
+            self._show_trace(kernels, header, sort)
             return
         new = kernels[self._rows_shown:]
         if not new:
@@ -133,6 +136,26 @@ class KernelTable(DataTable):
             subtitle += f"  [red]{bad}[/]"
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle
+
+
+    def _show_trace(self, rows: list[dict], header: dict, sort: str) -> None:
+        """A traced training run's operations (profile train): rebuilt whenever the rows or the sort change."""
+        shown = (id(rows), len(rows), sort, tuple(r.get("compare") for r in rows))
+        if shown == getattr(self, "_trace_shown", None):
+            return
+        self._trace_shown = shown
+        cols = profile_data.trace_columns(rows)
+        self.clear(columns=True)
+        self._column_keys = [key for key, _, _ in cols]
+        for key, label, _ in cols:
+            self.add_column(label, key=key)
+        justify = {key: "right" if right else "left" for key, _, right in cols}
+        for i, rec in enumerate(profile_data.sort_rows(rows, sort), start=1):
+            self.add_row(*(Text(profile_data.trace_cell(rec, key, i), style=profile_data.trace_cell_style(rec, key),
+                                justify=justify[key]) for key, _, _ in cols), key=str(i))
+        self._rows_shown = len(rows)
+        label = {"self_s": "self time", "total_s": "total time", "calls": "calls", "name": "name"}[sort]
+        self.border_subtitle = f"{len(rows)} operations, by {label} (o sorts)  {header.get('status', '')}"
 
 
 class TelemetryPanel(Static):
