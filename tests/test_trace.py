@@ -15,7 +15,7 @@ from spintui.errors import ConfigError
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import create_run
 from spintui.profiles.trace_table import compare_rows, latest_trace, table_rows, update_split
-from spintui.tui.trace_view import trace_text
+from spintui.tui.profile_data import trace_text
 
 # Pendulum with updates from step 100, every 50 steps: blocks at steps 100, 150, ..., 550 (10 blocks)
 SHORT = ("--env", "Pendulum-v1", "--steps", "600", "--update-after", "100", "--start-steps", "100",

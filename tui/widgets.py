@@ -19,7 +19,7 @@ from spintui.profiles import gpu as telemetry
 from spintui.tui import profile_data
 from spintui.tui.frames import Frame
 from spintui.tui.gpu_panel import history_text
-from spintui.tui.trace_view import split_lines
+from spintui.tui.profile_data import split_lines
 from spintui.tui.plot import colour, render_plot
 from spintui.tui.plot_data import PlotData, ViewSettings, format_duration, format_number
 
