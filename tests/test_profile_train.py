@@ -85,3 +85,21 @@ def test_the_profile_dashboard_shows_a_training_profile_sortable(tmp_path, scree
             await pilot.pause()
             assert "sort a training profile's operations" in screen_text(app)
     asyncio.run(go())
+
+
+def test_an_on_policy_profile_traces_an_epochs_update_and_its_frame_holds_the_rows(tmp_path, spintui):
+    out = spintui("profile", "train", "ppo", "--env", "CartPole-v1", "--steps-per-epoch", "400", "--train-v-iters",
+                  "5", "--train-pi-iters", "5", "--headless", "--runs-dir", str(tmp_path), "--name", "ppo")
+    assert out.returncode == 0, out.stderr[-2000:]
+    from spintui.tui.data import RunTail, poll_tails
+    from spintui.tui.frames import ProfileFrame, profile_frame
+    from spintui.tui.plot_data import ViewSettings
+
+    tails = [RunTail(tmp_path / "ppo")]
+    poll_tails(tails)
+    frame = profile_frame(tails, ViewSettings(), now=tails[0].start_time + 60)
+    assert isinstance(frame, ProfileFrame) and frame.header[0]["algo"] == "ppo"
+    assert tails[0].traces[-1]["blocks"] == [2, 2] and tails[0].manifest["config"]["steps"] == 800
+    names = {r["name"] for r in frame.kernels}
+    assert "aten::addmm" in names or "aten::mm" in names
+    assert frame.speedup.title.startswith("Return")
