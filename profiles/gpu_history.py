@@ -64,6 +64,7 @@ class GpuHistory:
         self.own_memory: list = []
         self.last: dict | None = None
         self.count = 0  # records taken, also those halved away
+        self._view: tuple | None = None  # ((count, points), the view built for them)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -110,13 +111,17 @@ class GpuHistory:
         in seconds and the newest record ({} when there is no history)."""
         if not self.times:
             return {}
+        if self._view is not None and self._view[0] == (self.count, points):
+            return self._view[1]  # frames are rebuilt for any new record, GPU samples come once a second
         n = len(self.times)
         edges = [round(i * n / min(points, n)) for i in range(min(points, n) + 1)]
-        return {
+        view = {
             "span_s": self.times[-1] - self.times[0], "samples": self.count, "last": self.last,
             "own_memory": _buckets(self.own_memory, edges),
             "gpus": {i: {k: _buckets(v, edges) for k, v in series.items()} for i, series in self.values.items()},
         }
+        self._view = ((self.count, points), view)
+        return view
 
 
 def _buckets(values: list, edges: list[int]) -> list:

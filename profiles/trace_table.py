@@ -25,7 +25,8 @@ from pathlib import Path
 SCHEMA_VERSION = 1
 PROFILE_KIND = "spintui.train_profile"
 KEEP_ROWS = 60  # rows logged per capture: the tail of ~hundreds of ops is noise
-VERDICTS = ("faster", "slower", "same", "new")
+VERDICTS = ("faster", "slower", "same", "new", "small")
+MIN_SHARE = 0.01  # ops under this share of the update in both runs are not judged: microseconds are noise
 
 
 def table_rows(ops: list[dict], update_s: float, keep: int = KEEP_ROWS) -> list[dict]:
@@ -104,7 +105,8 @@ def update_split(trace: dict | None, n: int = 3) -> list[tuple[str, float]]:
 
 def compare_rows(rows: list[dict], baseline_rows: list[dict], threshold: float) -> dict:
     """Each row with its verdict against the baseline's row of the same (source, name), by self time
-    per call: slower beyond 1 + threshold, faster below 1 / (1 + threshold)."""
+    per call: slower beyond 1 + threshold, faster below 1 / (1 + threshold); "small" when the op
+    takes under MIN_SHARE of the update in both runs."""
     base = {(r.get("source"), r["name"]): r for r in baseline_rows}
     out = []
     for row in rows:
@@ -113,6 +115,9 @@ def compare_rows(rows: list[dict], baseline_rows: list[dict], threshold: float) 
             out.append({**row, "compare": "new", "baseline_self_s": None, "change": None})
             continue
         change = (row["self_s"] / row["calls"]) / (b["self_s"] / b["calls"])
+        if (row.get("share") or 0) < MIN_SHARE and (b.get("share") or 0) < MIN_SHARE:
+            out.append({**row, "compare": "small", "baseline_self_s": b["self_s"], "change": change})
+            continue
         verdict = "slower" if change > 1 + threshold else "faster" if change < 1 / (1 + threshold) else "same"
         out.append({**row, "compare": verdict, "baseline_self_s": b["self_s"], "change": change})
     counts = {v: sum(1 for r in out if r["compare"] == v) for v in VERDICTS}

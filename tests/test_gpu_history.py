@@ -113,3 +113,10 @@ def test_the_dashboard_plots_a_finished_run_and_its_copy_from_the_run(tmp_path, 
             assert "GPU0 NVIDIA H200" in text and "samples over" in text and "▶" in text
     asyncio.run(go(rd, "GPU (this run's history)"))
     asyncio.run(go(copy, "GPU (logged on gpu-node-7)"))
+
+
+def test_a_narrow_panel_still_shows_the_whole_history():
+    from spintui.tui.gpu_panel import spark
+
+    line = spark([None] * 50 + list(range(50)), 10, 0, 49)
+    assert len(line) == 10 and line[:5] == "     " and line[5] == "▁" and line[-1] == "█"

@@ -133,6 +133,9 @@ def test_rows_split_and_compare_are_pure_functions():
     verdicts = compare_rows(rows, base, threshold=0.25)
     assert [r["compare"] for r in verdicts["cases"]] == ["slower", "same"] and verdicts["regressions"] == 1
     assert [r["compare"] for r in compare_rows(base, rows, 0.25)["cases"]] == ["faster", "same"]
+    tiny = table_rows([{**ops[0], "self_s": 4e-6}], update_s=0.01)  # 0.04% of the update
+    assert compare_rows(tiny, table_rows([{**ops[0], "self_s": 4e-5}], update_s=0.01), 0.25)["cases"][0][
+        "compare"] == "small"
     text = str(trace_text({"rows": rows, "blocks": [2, 2], "update_s": 0.01, "device": "cpu"}, 100))
     assert "update block 2" in text and "aten::mm" in text and "40.0%" in text and "2M" in text
 
@@ -175,7 +178,7 @@ def test_the_dashboard_shows_the_kernels_with_one_key(tmp_path, recorded_run, sc
             assert "╰ critic forward+backward 50%" in text and "t kernels" in text
             await pilot.press("question_mark")
             await pilot.pause()
-            assert "kernels: the latest trace's top operations" in screen_text(app)
+            assert "kernels of the latest trace" in screen_text(app)
             await pilot.press("escape")
             await pilot.press("t")
             await wait_for(pilot, lambda: "update block 2" in screen_text(app))

@@ -17,8 +17,13 @@ SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def spark(values: list, width: int, lo: float | None = None, hi: float | None = None) -> str:
-    """The last `width` of `values` as a sparkline (None: a gap)."""
-    vals = list(values)[-width:] if width > 0 else []
+    """All of `values` as a sparkline at most `width` wide (bucket means; None: a gap)."""
+    vals = list(values)
+    if width <= 0:
+        vals = []
+    elif len(vals) > width:
+        edges = [round(i * len(vals) / width) for i in range(width + 1)]
+        vals = [_mean(vals[a:b]) for a, b in zip(edges, edges[1:])]
     nums = [v for v in vals if v is not None]
     if not nums:
         return ""
@@ -26,6 +31,11 @@ def spark(values: list, width: int, lo: float | None = None, hi: float | None = 
     hi = max(nums) if hi is None else hi
     span = (hi - lo) or 1.0
     return "".join(" " if v is None else SPARKS[min(7, max(0, int((v - lo) / span * 7.999)))] for v in vals)
+
+
+def _mean(chunk: list):
+    nums = [v for v in chunk if v is not None]
+    return sum(nums) / len(nums) if nums else None
 
 
 def _gib(n) -> str:

@@ -14,7 +14,7 @@ from spintui.tui.widgets import KernelTable, PlotView, TelemetryPanel, legend_ma
 
 class ProfileDashboard(DashboardBase):
     BINDINGS = [HELP_KEY, PAUSE_KEY,
-                Binding("o", "sort", "sort a training profile's operations: self time, total, calls, name"),
+                Binding("o", "sort", "sort operations (profile train)"),
                 QUIT_KEY]  # the focused table takes ↑/↓ to scroll its cases
     build_frame = staticmethod(profile_frame)
     PANELS_CLASS = "profile"

@@ -42,7 +42,7 @@ COMPARE_COLUMN = ("compare", "vs base", False)
 # Rich style names; Textual's DataTable takes Rich Text cells.
 STATUS_STYLES = {"ok": "green", "WRONG": "bold red", "error": "red"}
 VERDICT_STYLES = {"faster": "green", "slower": "bold red", "same": "", "new": "dim", "WRONG": "bold red",
-                  "error": "red"}
+                  "error": "red", "small": "dim"}
 
 
 def is_sweep_record(rec: dict) -> bool:

@@ -24,13 +24,14 @@ class TrainDashboard(DashboardBase):
         PAUSE_KEY,
         Binding("j,down,right_square_bracket", "loss(1)", "next loss series"),
         Binding("k,up,left_square_bracket", "loss(-1)", "previous loss series"),
-        Binding("t", "trace", "kernels: the latest trace's top operations (--trace)"),
+        Binding("t", "trace", "kernels of the latest trace (--trace)"),
         QUIT_KEY,
     ]
     build_frame = staticmethod(train_frame)
     HELP_PANELS = ("Panels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
-                   "GPU or System, Timing (steps/s, time per phase; the update split by its\n"
-                   "largest kernels once a trace is logged). Esc, q or ? close.")
+                   "GPU or System, Timing (steps/s, time per phase). Once a trace is\n"
+                   "logged, t shows its kernels and Timing splits the update by them.\n"
+                   "Esc, q or ? close.")
     QUIT_TEXT = QuitText("Training is still running", "end the run cleanly (final checkpoint, status stopped).",
                          "close the dashboard, training goes on.")
 
