@@ -77,7 +77,7 @@ def test_the_profile_dashboard_shows_a_training_profile_sortable(tmp_path, scree
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: "critic forward+backward" in screen_text(app))
             text = screen_text(app)
-            assert "80.0%" in text and "C update" in text and "by self time (o sorts)" in text
+            assert "80.0%" in text and "C update" in text and "by self time (o sorts)" in text and "  step " in text
             table = app.query_one("#kernels")
             assert str(table.get_row_at(0)[1]) == "critic forward+backward"
             await pilot.press("o", "o")  # total time, then calls

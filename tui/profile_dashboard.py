@@ -9,7 +9,7 @@ from spintui.tui.dashboard_base import HELP_KEY, PAUSE_KEY, QUIT_KEY, DashboardB
 from spintui.tui import profile_data
 from spintui.tui.frames import ProfileFrame, profile_frame
 from spintui.tui.screens import QuitText
-from spintui.tui.widgets import KernelTable, PlotView, TelemetryPanel, legend_markup
+from spintui.tui.widgets import KernelTable, PlotView, TelemetryPanel, header_text, legend_markup
 
 
 class ProfileDashboard(DashboardBase):
@@ -36,11 +36,18 @@ class ProfileDashboard(DashboardBase):
 
     sort = "self_s"
 
+    @staticmethod
+    def training(frame: ProfileFrame) -> bool:
+        """A training profile (profile train) rather than a kernel sweep: its header has no sweep config."""
+        return bool(frame.header and frame.header[0].get("algo") and "config" not in frame.header[0])
+
+    def header_text(self, frame: ProfileFrame):
+        return header_text(frame, self.settings.paused, "step" if self.training(frame) else self.STEP_NAME)
+
     def show_frame(self, frame: ProfileFrame) -> None:
         self.query_one("#kernels", KernelTable).show(frame.kernels, frame.header[0] if frame.header else {}, self.sort)
         plot = self.query_one("#speedup", PlotView)
-        training = bool(frame.header and frame.header[0].get("algo") and not frame.header[0].get("config"))
-        if training and frame.speedup is not None and plot.border_title != frame.speedup.title:
+        if self.training(frame) and frame.speedup is not None and plot.border_title != frame.speedup.title:
             plot.border_title = frame.speedup.title  # a training profile's second panel: its returns
         plot.show(frame.speedup, legend_markup(frame.speedup))
 
