@@ -8,7 +8,8 @@ A trainer run with `--trace` logs one `trace` record per capture (algos/trace_ca
     ROW = {"name": str, "source": "cpu" | "cuda" | "C update", "calls": int, "self_s": float,
            "total_s": float, "share": self_s / update_s, "flops": int | null}
 
-`update_s` is the wall time of the traced blocks; rows are sorted by self time, largest first. C
+`update_s` is the wall time of the traced blocks; rows are sorted by self time, largest first. On
+CUDA, operator rows (host time) and kernel rows (device time) overlap, so shares may sum past 1. C
 update rows are the compiled update's own phase timings (exclusive), which torch.profiler cannot
 see inside. Profile JSON (`spintui profile train --json`), schema_version 1, kind
 "spintui.train_profile": like the blocksparse profile (profiles/sweep_results.py) with "cases"

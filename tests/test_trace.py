@@ -188,3 +188,24 @@ def test_the_dashboard_shows_the_kernels_with_one_key(tmp_path, recorded_run, sc
             await pilot.pause()
             assert "update block 2" not in screen_text(app)
     asyncio.run(go())
+
+
+def test_profiler_averages_become_rows_with_device_kernels_timed_on_the_device():
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from spintui.algos.trace_capture import op_totals
+
+    def avg(key, device, **times):
+        base = dict(count=4, self_cpu_time_total=0, cpu_time_total=0, self_device_time_total=0,
+                    device_time_total=0, flops=0)
+        return SimpleNamespace(key=key, device_type=device, **{**base, **times})
+
+    ops = op_totals([avg("aten::mm", DeviceType.CPU, self_cpu_time_total=40, cpu_time_total=90, flops=800),
+                     avg("ampere_sgemm_32x32", DeviceType.CUDA, self_device_time_total=300, device_time_total=300),
+                     avg("update block 2", DeviceType.CPU, self_cpu_time_total=5000, cpu_time_total=9000)])
+    assert ops == [
+        {"name": "aten::mm", "source": "cpu", "calls": 4, "self_s": 40e-6, "total_s": 90e-6, "flops": 800},
+        {"name": "ampere_sgemm_32x32", "source": "cuda", "calls": 4, "self_s": 300e-6, "total_s": 300e-6,
+         "flops": None}]
