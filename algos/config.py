@@ -51,6 +51,9 @@ class RunConfig:
                                   range=Range(0, 1, lo_open=True), default_text="1 (dense)")
     block_size: int = option(32, "Block size of the block-sparse hidden layers (with --block-density below 1): "
                              "16, 32, 64 or 128, dividing every hidden size.", range=AT_LEAST_1)
+    trace: str | None = option(None, "Capture update block N, or blocks N:M (from 1), with torch.profiler: a "
+                               "Chrome/Perfetto trace (trace-*.json.gz) and a kernel table in the run.",
+                               metavar="N|N:M", grid=False, default_text="off")
 
     def total_steps(self) -> int:
         return int(self.steps) if self.steps is not None else self.epochs * self.steps_per_epoch  # type: ignore[attr-defined]
@@ -61,6 +64,14 @@ class RunConfig:
         if self.tensorboard is not None:  # run.json records where, whatever directory a later command runs in
             self.tensorboard = self.tensorboard.absolute()
         self.check_block_sparse()
+        if self.trace is not None:
+            from spintui.algos.trace import check_trace
+
+            self.trace = check_trace(self.trace, self.update_blocks())
+
+    def update_blocks(self) -> int:
+        """How many update blocks the run does (what --trace counts)."""
+        raise NotImplementedError
 
     @property
     def block_sparse(self) -> bool:
@@ -118,6 +129,11 @@ class OffPolicyConfig(RunConfig):
             raise ConfigError(f"--update native runs dense layers only, and --block-density {self.block_density:g} "
                               f"makes the hidden layers block-sparse: use --update auto or torch")
 
+    def update_blocks(self) -> int:
+        # Spinning Up's schedule: an update block at every step t >= update_after with t % update_every == 0.
+        last, first = self.total_steps() - 1, -(-self.update_after // self.update_every)
+        return max(0, last // self.update_every - first + 1) if last >= self.update_after else 0
+
 
 @dataclass
 class DDPGConfig(OffPolicyConfig):
@@ -163,6 +179,10 @@ class OnPolicyConfig(RunConfig):
                         range=Range(1, 1024))
     num_envs: int = option(1, "Environments stepped together per process (gymnasium.vector); each collects "
                            "steps_per_epoch / (nproc x num_envs) steps per epoch.", range=Range(1, 4096))
+
+    def update_blocks(self) -> int:
+        # One update (policy, then value function) per epoch; as onpolicy.Session counts epochs.
+        return max(1, -(-self.total_steps() // min(self.steps_per_epoch, self.total_steps())))
 
     def check(self) -> None:
         super().check()

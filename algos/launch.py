@@ -125,8 +125,9 @@ def train_run(run_dir: Path | str) -> str:
             writer.resume(0, 0)  # a trainer started this run but saved no checkpoint: start over
         # After the resume record: the mirror's reader never sees what the resume supersedes.
         mirror = start_side_outputs(run_dir, manifest, cfg) if rank == 0 else None
+        gpu_log = start_gpu_log(writer, cfg) if rank == 0 else None
         try:
-            return _train(module, cfg, writer, checkpoint)
+            return _train(module, cfg, writer, checkpoint, gpu_log)
         finally:
             if mirror is not None:
                 mirror.close()  # after the writer's last flush: every record reaches the event file
@@ -153,15 +154,33 @@ def start_side_outputs(run_dir: Path | str, manifest: dict, cfg):
         return None
 
 
-def _train(module, cfg, writer, checkpoint: dict | None = None) -> str:
+def start_gpu_log(writer, cfg):
+    """NVML samples into the run at 1 Hz when it trains on a CUDA device (profiles/gpu_history.py)."""
+    from spintui.algos.core import resolve_device
+
+    if resolve_device(cfg.device).type != "cuda":
+        return None
+    import torch
+
+    from spintui.profiles.gpu import GpuLogger
+
+    index = torch.cuda.current_device()  # the sampling thread has its own current device
+    return GpuLogger(writer, own_memory=lambda: torch.cuda.memory_reserved(index)).start()
+
+
+def _train(module, cfg, writer, checkpoint: dict | None = None, gpu_log=None) -> str:
     previous = install_stop_handlers(writer)  # a clean stop: finish the step, checkpoint, status `stopped`
     try:
         module.train(cfg, writer, checkpoint)
     except BaseException as exc:
+        if gpu_log is not None:
+            gpu_log.stop()
         writer.close("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         restore_handlers(previous)
+    if gpu_log is not None:
+        gpu_log.stop()  # its last sample reaches the run before the writer closes
     status = "stopped" if writer.stop_requested else "finished"
     writer.close(status)
     return status

@@ -33,6 +33,7 @@ from spintui.algos.core import (EpochStats, PendingCheckpoint, PhaseTimer, resol
 from spintui.algos.replay import ReplayBuffer
 from spintui.algos.resume import env_state, load_replay, restore_networks, restore_training_state, training_state
 from spintui.algos.sparse_layers import sparse_spec
+from spintui.algos.trace import block_tracer, traced
 
 # --------------------------------------------------------------------------------------------------
 # Environment
@@ -121,6 +122,10 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
         restore_training_state(resume, {"train": env, "test": test_env})
         obs, _ = env.reset()  # the environment starts a fresh episode
     run.set_progress(step=step, total_steps=total_steps, epoch=epoch)
+    tracer = block_tracer(cfg, run, device, native=bool(getattr(agent, "native", None)),
+                          update=update_description(agent, device))
+    if tracer is not None and resume is not None:  # blocks count from the start of the run
+        tracer.index = sum(1 for t in range(step) if t >= cfg.update_after and t % cfg.update_every == 0)
 
     stats, timer = EpochStats(), PhaseTimer()
     with_min_max, average_only = agent.stat_layout()
@@ -199,7 +204,7 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
 
         # Spinning Up's schedule: every update_every steps, update_every gradient steps.
         if t >= update_after and t % cfg.update_every == 0:
-            with timer.phase("update"):
+            with timer.phase("update"), traced(tracer):
                 batches = buffer.sample_block(cfg.update_every, cfg.batch_size)
                 values = agent.update(*batches)
             with timer.phase("log"):
@@ -212,6 +217,8 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
             epoch += 1
             last = end_epoch(step, epoch)
 
+    if tracer is not None:
+        tracer.finish()  # a run stopped before the last traced block keeps what was captured
     if run.stop_requested and saved_step != step:  # stopped mid-epoch: keep what was learned
         run.flush()
         checkpoint(step, epoch).commit()

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_LAYERS 8
 
@@ -59,6 +60,52 @@ typedef struct {
 static sgemm_fn sgemm;
 
 void spintui_set_sgemm(void *fn) { sgemm = (sgemm_fn)fn; }
+
+/* ---------------------------------------------------------------------------------------------
+ * Phase timing for traces (native_phases.py): off unless asked for, then the exclusive wall time
+ * and entry count of each phase, so a trace of the C update is not one opaque call. Off, each
+ * switch is one test of a flag. */
+
+enum { PH_NONE, PH_BACKUP, PH_CRITIC, PH_ACTOR, PH_TEMPERATURE, PH_ADAM, PH_POLYAK, PH_COUNT };
+static int phase_on, phase_now;
+static double phase_last, phase_seconds[PH_COUNT];
+static long long phase_calls[PH_COUNT];
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Time from now on goes to phase p (counted as an entry when `enter`); returns the phase before. */
+static int phase_switch(int p, int enter) {
+    if (!phase_on) return p;
+    const double t = now_s();
+    const int prev = phase_now;
+    phase_seconds[prev] += t - phase_last;
+    phase_last = t;
+    phase_now = p;
+    if (enter) phase_calls[p]++;
+    return prev;
+}
+
+/* Turn timing on (1) or off (0); either way the totals start again from zero. */
+void spintui_phase_timing(int on) {
+    memset(phase_seconds, 0, sizeof phase_seconds);
+    memset(phase_calls, 0, sizeof phase_calls);
+    phase_on = on;
+    phase_now = PH_NONE;
+    phase_last = now_s();
+}
+
+/* Copy up to n phases' totals (seconds, entries); returns how many phases there are. */
+int spintui_phase_read(double *seconds, long long *calls, int n) {
+    for (int i = 0; i < n && i < PH_COUNT; i++) {
+        seconds[i] = phase_seconds[i];
+        calls[i] = phase_calls[i];
+    }
+    return PH_COUNT;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Dense layers. Big products go to sgemm (column-major, so row-major Y = X W is Y^T = W^T X^T);
@@ -265,6 +312,7 @@ static void adam_tensor(float *p, const float *g, float *m, float *v, int64_t n,
 }
 
 static void net_adam(const Net *net) {
+    const int prev = phase_switch(PH_ADAM, 1);
     for (int l = 0; l < net->layers; l++) {
         const int64_t nw = (int64_t)net->members * net->sizes[l] * net->sizes[l + 1];
         const int64_t nb = (int64_t)net->members * net->sizes[l + 1];
@@ -273,11 +321,13 @@ static void net_adam(const Net *net) {
         adam_tensor(net->b[l], net->gb[l], net->mb[l], net->vb[l], nb, net->sb[l], net->lr, net->beta1, net->beta2,
                     net->eps);
     }
+    phase_switch(prev, 0);
 }
 
 /* targ <- targ + (1 - polyak) (online - targ), torch's lerp_. */
 static void net_polyak(const Net *net, float polyak) {
     const float weight = 1.0f - polyak;
+    const int prev = phase_switch(PH_POLYAK, 1);
     for (int l = 0; l < net->layers; l++) {
         const int64_t nw = (int64_t)net->members * net->sizes[l] * net->sizes[l + 1];
         const int64_t nb = (int64_t)net->members * net->sizes[l + 1];
@@ -286,6 +336,7 @@ static void net_polyak(const Net *net, float polyak) {
         for (int64_t i = 0; i < nw; i++) tw[i] += weight * (w[i] - tw[i]);
         for (int64_t i = 0; i < nb; i++) tb[i] += weight * (b[i] - tb[i]);
     }
+    phase_switch(prev, 0);
 }
 
 static int widest(const Net *net) {
@@ -460,12 +511,14 @@ static void sac_actor_step(const Net *actor, const Net *critic, const Block *blk
     net_adam(actor);
 
     if (blk->auto_alpha) {
+        const int prev = phase_switch(PH_TEMPERATURE, 1);
         float s = 0.0f;
         for (int i = 0; i < m; i++) s += logp_pi[i] + blk->target_entropy;
         const float grad = -s / m;
         adam_tensor(blk->log_alpha, &grad, blk->log_alpha_m, blk->log_alpha_v, 1, blk->log_alpha_step,
                     blk->alpha_lr, blk->alpha_beta1, blk->alpha_beta2, blk->alpha_eps);
         *blk->alpha = expf(*blk->log_alpha);
+        phase_switch(prev, 0);
     }
     net_polyak(critic, blk->polyak);
 }
@@ -543,6 +596,7 @@ static int offpolicy_block(const Net *actor, const Net *critic, const Block *blk
         const float *a = blk->act + (size_t)j * m * A, *r = blk->rew + (size_t)j * m;
         const float *disc = blk->discount + (size_t)j * m;
         const float alpha = sac ? *blk->alpha : 0.0f;  /* this update's, before its own step (auto) */
+        phase_switch(PH_BACKUP, 1);
 
         if (sac)
             sac_next_action(actor, blk, &work, j, o2);
@@ -555,13 +609,16 @@ static int offpolicy_block(const Net *actor, const Net *critic, const Block *blk
             backup[i] = sac ? r[i] + disc[i] * (qmin - alpha * logp[i]) : r[i] + disc[i] * qmin;
         }
 
+        phase_switch(PH_CRITIC, 1);
         concat(o, O, a, A, m, x);
         blk->loss_q[j] = critic_step(critic, blk, x, backup, &work.qa, work.g, work.scratch, blk->q_vals + (size_t)j * K * m);
+        if (sac || j % blk->policy_delay == 0) phase_switch(PH_ACTOR, 1);
         if (sac)
             sac_actor_step(actor, critic, blk, &work, j, o, alpha);
         else if (j % blk->policy_delay == 0)
             td3_actor_step(actor, critic, blk, &work, j, o);
     }
+    phase_switch(PH_NONE, 0);
 
     work_free(&work, actor, critic);
     return 0;

@@ -32,6 +32,7 @@ from spintui.algos.data_parallel import (any_rank, average_gradients, gather_obj
                                          rank, reduce_stats, split_steps, sync_params, world_size)
 from spintui.algos.rollout import Rollout
 from spintui.algos.sparse_layers import sparse_spec
+from spintui.algos.trace import block_tracer, traced
 
 PolicyUpdate = Callable[[dict], dict[str, float]]
 
@@ -52,18 +53,24 @@ def run_on_policy(cfg: OnPolicyConfig, run, algo: str, columns: dict[str, str],
     if resume is not None:
         session.resume(resume, optimizers)
 
+    tracer = block_tracer(cfg, run, session.device, update="PyTorch update") if session.rank == 0 else None
+    if tracer is not None:
+        tracer.index = session.epoch  # one update block per epoch, counted from the start of the run
     for epoch in range(session.epoch, session.epochs):
         data = session.collect()
         if data is None:  # stop requested mid-rollout: keep the last complete update
             break
-        with session.timer.phase("policyUpdate"):
-            pi_info = update_policy(data)
-        with session.timer.phase("valueUpdate"):
-            loss_v_old, loss_v_new = update_value(ac, v_optimizer, data, cfg.train_v_iters)
+        with traced(tracer):
+            with session.timer.phase("policyUpdate"):
+                pi_info = update_policy(data)
+            with session.timer.phase("valueUpdate"):
+                loss_v_old, loss_v_new = update_value(ac, v_optimizer, data, cfg.train_v_iters)
         session.end_epoch(epoch, columns, LossV=loss_v_old, DeltaLossV=loss_v_new - loss_v_old, **pi_info)
         session.checkpoint(optimizers)
         if session.should_stop(0):
             break
+    if tracer is not None:
+        tracer.finish()
     session.close(optimizers)
 
 

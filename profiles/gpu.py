@@ -18,7 +18,7 @@ import functools
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from spintui.profiles.provenance import host_name
 
@@ -277,19 +277,26 @@ class SystemSampler:
 
 
 class GpuLogger:
-    """Log a GPU sample into a run every `interval` seconds from a daemon thread.
+    """Log a GPU sample into a run every `interval` seconds from a daemon thread (gpu_history.py).
 
-    `GpuLogger(run).start()` in a trainer; does nothing (and logs one event) when NVML is unavailable.
+    `GpuLogger(run).start()` in a trainer; does nothing but log one event saying why when NVML is
+    unavailable. `open_sampler` is the NVML boundary: anything returning (sampler, reason) whose
+    sampler has `sample(pid)` and `close()` (tests and benchmarks replay recorded samples through it).
+    `own_memory` (optional) returns the bytes this process holds on the GPU as its framework sees
+    them, for when NVML cannot match the process (containers).
     """
 
-    def __init__(self, run, interval: float = 1.0):
+    def __init__(self, run, interval: float = 1.0, open_sampler=None, own_memory=None):
         self.run = run
         self.interval = interval
+        self.open_sampler = open_sampler or open_gpu_sampler
+        self.own_memory = own_memory
+        self.samples = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "GpuLogger":
-        sampler, reason = open_gpu_sampler()
+        sampler, reason = self.open_sampler()
         if sampler is None:
             self.run.event(f"GPU telemetry off: {reason}")
             return self
@@ -297,16 +304,27 @@ class GpuLogger:
         self._thread.start()
         return self
 
-    def _loop(self, sampler: NvmlSampler) -> None:
+    def _loop(self, sampler) -> None:
+        from spintui.profiles.gpu_history import gpu_record
+
         pid = os.getpid()
         try:
-            while not self._stop.wait(self.interval):
+            while True:  # the first sample at once: a short run has one too
                 try:
                     sample = sampler.sample(pid)
                 except TelemetryError as exc:
                     self.run.event(f"GPU telemetry stopped: {exc}")
                     return
-                self.run.log("gpu", gpus=[asdict(g) for g in sample.gpus], trainer_match=sample.trainer_match)
+                own = None
+                if self.own_memory is not None:
+                    try:
+                        own = self.own_memory()
+                    except Exception:
+                        own = None
+                self.run.log("gpu", **gpu_record(sample, own))
+                self.samples += 1
+                if self._stop.wait(self.interval):
+                    return
         finally:
             sampler.close()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spintui.profiles import provenance
+from spintui.profiles.gpu import GpuLogger
 from spintui.profiles.processes import SWEEP_MODULE, install_stop_handlers, producer_main, restore_handlers
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import read_manifest
@@ -198,6 +199,7 @@ def run_sweep(run_dir: Path | str, on_case: Callable[[dict, int, int, float | No
     writer = RunWriter(run_dir)
     previous = install_stop_handlers(writer, interrupt_twice=True)  # a second Ctrl-C: stop mid-case
     result = SweepResult("running")
+    gpu_log = GpuLogger(writer).start() if cfg.device == "cuda" else None  # the run's GPU history
     try:
         import torch
 
@@ -249,10 +251,14 @@ def run_sweep(run_dir: Path | str, on_case: Callable[[dict, int, int, float | No
             writer.update_manifest(compare=result.compare)
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        if gpu_log is not None:
+            gpu_log.stop()
         writer.close(status, error=None if status == "stopped" else f"{type(exc).__name__}: {exc}")
         restore_handlers(previous)
         raise
     restore_handlers(previous)
+    if gpu_log is not None:
+        gpu_log.stop()
     result.status = "stopped" if writer.stop_requested else "finished"
     writer.close(result.status)
     if cfg.json_path:

@@ -121,7 +121,7 @@ def test_every_algorithm_field_is_documented_with_a_range_or_choices():
             assert f.metadata.get("help"), (spec.name, f.name)
             described = accepted(spec.config, f)
             assert f.metadata.get("range") is not None or "one of" in described \
-                or f.name in ("env", "env_kwargs", "tensorboard"), \
+                or f.name in ("env", "env_kwargs", "tensorboard", "trace"), \
                 (spec.name, f.name, described)
 
 

@@ -30,7 +30,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 train_app = typer.Typer(help="Train an agent: spintui train ALGO --env ID.", no_args_is_help=True)
-profile_app = typer.Typer(help="Profile kernels: spintui profile blocksparse.", no_args_is_help=True)
+profile_app = typer.Typer(help="Profile kernels: spintui profile blocksparse, spintui profile train ALGO.",
+                          no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(profile_app, name="profile")
 
@@ -52,8 +53,8 @@ def _root(
 # --------------------------------------------------------------------------------------------------
 # commands: each module declares its options as a dataclass (spintui.options)
 
-from spintui.tui import (export_command, plot_command, profile_command, resume_command, run_commands,  # noqa: E402
-                         train_command)
+from spintui.tui import (export_command, plot_command, profile_command, profile_train, resume_command,  # noqa: E402
+                         run_commands, train_command)
 
 for _name, _command in {**run_commands.COMMANDS, **export_command.COMMANDS, **plot_command.COMMANDS}.items():
     app.command(_name)(_command)
@@ -63,6 +64,11 @@ for _name, _command in train_command.train_commands().items():
     train_app.command(_name)(_command)
 for _name, _command in profile_command.COMMANDS.items():
     profile_app.command(_name)(_command)
+profile_train_app = typer.Typer(help="Profile an algorithm's update: spintui profile train ALGO --env ID.",
+                                no_args_is_help=True)
+profile_app.add_typer(profile_train_app, name="train")
+for _name, _command in profile_train.profile_train_commands().items():
+    profile_train_app.command(_name)(_command)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -246,9 +246,12 @@ class DashboardBase(App):
         self.frame = frame
         self.trainer = frame.trainer
         self.show_frame(frame)
-        if frame.run_gpu and self.remote_trainer() and frame.run_gpu is not self._shown_run_gpu:
+        if frame.gpu_history and frame.run_gpu is not self._shown_run_gpu:
+            # The run's own GPU history wins over this host's sampling: it describes the run's GPU
+            # wherever the viewer is, also after the run ended.
             self._shown_run_gpu = frame.run_gpu
-            self.query_one("#gpu", TelemetryPanel).show_logged(frame.run_gpu, self.remote_trainer())
+            host = frame.run_host if frame.run_host and frame.run_host != host_name() else None
+            self.query_one("#gpu", TelemetryPanel).show_history(frame.gpu_history, host)
         self._tick_header()
 
     def remote_trainer(self) -> str | None:
@@ -260,8 +263,8 @@ class DashboardBase(App):
     def on_telemetry_ready(self, message: TelemetryReady) -> None:
         if self._panels_gone():
             return
-        if self.remote_trainer() and self.frame is not None and self.frame.run_gpu:
-            return  # the run's own GPU samples are shown instead (see on_frame_ready)
+        if self.frame is not None and self.frame.gpu_history:
+            return  # the run's own GPU history is shown instead (see on_frame_ready)
         self.query_one("#gpu", TelemetryPanel).show_sample(message.sample, message.reason)
 
     @while_mounted

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from spintui.algos.config import block_sparse_text
+from spintui.profiles.gpu_history import GpuHistory
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.store import effective_status
 from spintui.tui import tail_cache
@@ -70,6 +71,8 @@ class RunTail:
     kernels: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     last_gpu: dict | None = None
+    gpu_history: GpuHistory = field(default_factory=GpuHistory)  # the producer's own 1 Hz GPU samples
+    traces: list[dict] = field(default_factory=list)  # `trace` records of --trace captures (trace_table.py)
     records: int = 0
     version: int = 0  # bumped whenever anything new arrived (a heartbeat too)
     data_version: int = 0  # bumped only when records or scalars arrived: what plots depend on
@@ -192,6 +195,10 @@ class RunTail:
                 del self.events[:-50]
             elif kind == "gpu":
                 self.last_gpu = rec
+                self.gpu_history.add(rec)
+            elif kind == "trace":
+                self.traces.append(rec)
+                del self.traces[:-5]
             elif kind == "resume":
                 self.resumes.append(rec)
 

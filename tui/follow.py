@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from spintui.profiles.processes import request_clean_stop
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.store import effective_status
+from spintui.tui.profile_data import trace_text
 
 POLL_S = 0.5
 MEAN_OF_EPISODES = 10  # the progress bar's return is the mean of this many latest training episodes
@@ -89,6 +90,8 @@ def follow_run(run_dir: Path, proc=None, console: Console | None = None, stop_on
                     progress.console.print(f"resumed from the checkpoint at step {rec['step']:,} "
                                            f"(epoch {rec.get('epoch')}); later records of the previous trainer "
                                            f"are superseded")
+                elif rec.get("kind") == "trace":  # --trace: the captured blocks' top operations
+                    progress.console.print(trace_text(rec, progress.console.width, top=12))
                 elif rec.get("kind") == "event" and rec.get("level") in ("warning", "error"):
                     progress.console.print(f"[yellow]{rec.get('message')}")
                 elif rec.get("kind") == "episode" and not rec.get("test") and _is_number(rec.get("ret")):

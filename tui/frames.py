@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
+from spintui.profiles import trace_table
 from spintui.tui import profile_data
 from spintui.tui.data import RunTail
 from spintui.tui.plot_data import PlotData, ViewSettings, loss_plot, rate_plot, return_plot
@@ -25,6 +26,8 @@ class Frame:
     trainer: tuple[int | None, str | None]  # (pid, host) of a live producer, else (None, None)
     error: str = ""
     run_gpu: dict | None = None  # the newest `gpu` record a trainer logged (GpuLogger)
+    gpu_history: dict = field(default_factory=dict, repr=False)  # its GPU history (GpuHistory.view())
+    run_host: str | None = None  # where that producer runs (ran)
     # What it was built from: its plots are reused while `plots_from` is equal, the frame while `shows` is.
     plots_from: tuple = field(default=(), repr=False)
     shows: tuple = field(default=(), repr=False)
@@ -43,6 +46,8 @@ class TrainFrame(Frame):
     rate: PlotData | None = None
     phases: list[tuple[str, float]] = field(default_factory=list)
     steps_per_sec: float | None = None
+    trace: dict | None = None  # the latest `trace` record (--trace), for the kernels view
+    update_split: list[tuple[str, float]] = field(default_factory=list)  # its largest ops' shares of the update
 
 
 @dataclass(kw_only=True)
@@ -106,8 +111,10 @@ def train_frame(tails: list[RunTail], settings: ViewSettings, now: float, error:
                     rate=rate_plot(tails, settings))
 
     def details() -> dict:
+        trace = tails[0].traces[-1] if tails[0].traces else None
         return dict(header=header_rows(tails, now), phases=tails[0].phase_times(),
-                    steps_per_sec=tails[0].current_steps_per_sec())
+                    steps_per_sec=tails[0].current_steps_per_sec(), trace=trace,
+                    update_split=trace_table.update_split(trace))
 
     return _build(TrainFrame, plots, details, tails, settings, now, error, previous)
 
@@ -115,6 +122,11 @@ def train_frame(tails: list[RunTail], settings: ViewSettings, now: float, error:
 def profile_frame(tails: list[RunTail], settings: ViewSettings, now: float, error: str = "",
                   previous: ProfileFrame | None = None) -> ProfileFrame:
     """The profile dashboard's frame: the sweep's kernel records, the speedup chart, headers."""
+    if tails[0].manifest.get("benchmark") == "train":  # spintui profile train: a traced training run
+        return _build(ProfileFrame, lambda: dict(speedup=return_plot(tails, settings)),
+                      lambda: dict(header=header_rows(tails, now), kernels=trace_cases(tails[0])),
+                      tails, settings, now, error, previous)
+
     def plots() -> dict:
         return dict(speedup=profile_data.speedup_plot(tails[0].kernels))
 
@@ -122,6 +134,15 @@ def profile_frame(tails: list[RunTail], settings: ViewSettings, now: float, erro
         return dict(header=profile_header_rows(tails, now), kernels=list(tails[0].kernels))
 
     return _build(ProfileFrame, plots, details, tails, settings, now, error, previous)
+
+
+def trace_cases(tail: RunTail) -> list[dict]:
+    """The rows of a training profile's latest trace, with verdicts against its baseline if it has one."""
+    from spintui.tui.profile_train import compared
+
+    rows = list((tail.traces[-1] if tail.traces else {}).get("rows") or [])
+    verdicts = compared(rows, tail.manifest) if rows else None
+    return verdicts["cases"] if verdicts else rows
 
 
 def experiment_frame(tails: list[RunTail], settings: ViewSettings, now: float, error: str = "",
@@ -163,5 +184,7 @@ def _build(cls: type[Frame], plots: Callable[[], dict], details: Callable[[], di
             shown = {} if previous is None else {name: getattr(previous, name) for name in cls.PLOTS}
     live = [t for t in tails if t.status(now) == "running"]
     sampled = live[0] if live else tails[0]  # the first live producer's telemetry
-    return cls(**shown, **details(), error=error, run_gpu=sampled.last_gpu, plots_from=plots_from, shows=shows,
+    return cls(**shown, **details(), error=error, run_gpu=sampled.last_gpu, gpu_history=sampled.gpu_history.view(),
+               run_host=sampled.manifest.get("host"),
+               plots_from=plots_from, shows=shows,
                trainer=(sampled.manifest.get("pid"), sampled.manifest.get("host")) if live else (None, None))

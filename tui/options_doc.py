@@ -41,6 +41,7 @@ def options_markdown() -> str:
     from spintui.tui.export_command import ExportOptions
     from spintui.tui.plot_command import PlotOptions
     from spintui.tui.profile_command import BlocksparseOptions
+    from spintui.tui.profile_train import ProfileTrainOptions
     from spintui.tui.run_commands import EvalOptions, RunsOptions, WatchOptions
     from spintui.tui.train_command import TrainOptions
 
@@ -54,6 +55,9 @@ def options_markdown() -> str:
                            ("spintui runs", (RunsOptions,)), ("spintui export", (ExportOptions,)),
                            ("spintui plot", (PlotOptions,)), ("spintui profile blocksparse", (BlocksparseOptions,))):
         lines += [f"## {title}", "", *_table(*classes), ""]
+    lines += ["## spintui profile train ALGO", "", "A short training run with `--trace` on, shown as a kernel table. "
+              "Every option of `spintui train ALGO` above applies too (`--steps` defaults to four update blocks or "
+              "two epochs, `--trace` to blocks 2 to 4); besides those:", "", *_table(ProfileTrainOptions), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

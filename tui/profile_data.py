@@ -12,6 +12,9 @@ from statistics import median
 
 import numpy as np
 
+from rich.text import Text
+
+from spintui.tui.plot import colour
 from spintui.tui.plot_data import PlotData, PlotLine, format_duration
 
 # (record key or derived name, header, right-justified)
@@ -39,7 +42,7 @@ COMPARE_COLUMN = ("compare", "vs base", False)
 # Rich style names; Textual's DataTable takes Rich Text cells.
 STATUS_STYLES = {"ok": "green", "WRONG": "bold red", "error": "red"}
 VERDICT_STYLES = {"faster": "green", "slower": "bold red", "same": "", "new": "dim", "WRONG": "bold red",
-                  "error": "red"}
+                  "error": "red", "small": "dim"}
 
 
 def is_sweep_record(rec: dict) -> bool:
@@ -253,3 +256,111 @@ def header_info(manifest: dict) -> tuple[str, list[tuple[str, object]]]:
     if cfg.get("compare"):
         hp.append(("compare", str(cfg["compare"]).rstrip("/").rsplit("/", 1)[-1]))
     return where, [(k, v) for k, v in hp if v not in ("", None)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The kernel table of a traced training run (`spintui profile train`, profiles/trace_table.py)
+
+TRACE_COLUMNS = (
+    ("index", "#", True),
+    ("name", "operation", False),
+    ("source", "where", False),
+    ("calls", "calls", True),
+    ("self_s", "self ms", True),
+    ("total_s", "total ms", True),
+    ("share", "share", True),
+    ("bar", "", False),
+    ("flops", "FLOPs", True),
+)
+TRACE_SORTS = ("self_s", "total_s", "calls", "name")  # what the dashboard's sort key cycles through
+BAR_WIDTH = 12
+
+
+def is_trace_row(rec: dict) -> bool:
+    return "self_s" in rec and "share" in rec
+
+
+def trace_columns(rows: list[dict]) -> list[tuple[str, str, bool]]:
+    cols = list(TRACE_COLUMNS)
+    if any(r.get("compare") is not None for r in rows):
+        cols.append(COMPARE_COLUMN)
+    return cols
+
+
+def sort_rows(rows: list[dict], key: str) -> list[dict]:
+    if key == "name":
+        return sorted(rows, key=lambda r: r["name"])
+    return sorted(rows, key=lambda r: -(r.get(key) or 0))
+
+
+def flops_text(flops) -> str:
+    if not flops:
+        return ""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if flops >= scale:
+            return f"{flops / scale:.3g}{unit}"
+    return str(flops)
+
+
+def trace_cell(rec: dict, key: str, index: int | None = None) -> str:
+    if key == "index":
+        return "" if index is None else str(index)
+    if key in ("self_s", "total_s"):
+        return _ms(rec.get(key))
+    if key == "share":
+        return "-" if rec.get("share") is None else f"{rec['share']:.1%}"
+    if key == "bar":
+        return "█" * int(round(min(1.0, rec.get("share") or 0.0) * BAR_WIDTH))
+    if key == "flops":
+        return flops_text(rec.get("flops"))
+    if key == "compare":
+        return cell(rec, "compare")
+    value = rec.get(key)
+    return "" if value is None else str(value)
+
+
+def trace_cell_style(rec: dict, key: str) -> str:
+    if key == "compare":
+        return VERDICT_STYLES.get(rec.get("compare"), "")
+    if key == "bar":
+        return "cyan" if rec.get("source") != "C update" else "magenta"
+    return ""
+
+
+TOP = 20
+
+
+def trace_text(trace: dict | None, width: int, top: int = TOP) -> Text:
+    """The latest trace's top operations: name, where, calls, self and total time, share with a bar, FLOPs."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if not trace:
+        text.append("no trace in this run yet: train with --trace N (update block N) or --trace N:M",
+                    style="dim")
+        return text
+    blocks = trace.get("blocks") or []
+    span = f"{blocks[0]}" if len(blocks) == 2 and blocks[0] == blocks[1] else "-".join(map(str, blocks))
+    text.append(f"update block {span}", style="bold")
+    text.append(f"  {_ms(trace.get('update_s'))} ms on {trace.get('device', '?')}, {trace.get('update') or ''}  "
+                f"{trace.get('file', '')}\n", style="dim")
+    name_w = max(20, width - 60)
+    text.append(f"{'operation':<{name_w}} {'where':<8} {'calls':>6} {'self ms':>9} {'total ms':>9} "
+                f"{'share':>6} {'':<8} {'FLOPs':>7}\n", style="bold")
+    for i, row in enumerate((trace.get("rows") or [])[:top]):
+        share = row.get("share")
+        bar = "█" * int(round(min(1.0, share or 0.0) * 8))
+        text.append(f"{row['name'][:name_w]:<{name_w}} {row.get('source', ''):<8} {row.get('calls', 0):>6} "
+                    f"{_ms(row.get('self_s')):>9} {_ms(row.get('total_s')):>9} "
+                    f"{'-' if share is None else f'{share:.1%}':>6} ")
+        text.append(f"{bar:<8}", style=colour(i % 8))
+        text.append(f" {flops_text(row.get('flops')):>7}\n")
+    return text
+
+
+def split_lines(split: list[tuple[str, float]], width: int) -> Text:
+    """The update phase's largest ops under its Timing row: '  ╰ aten::mm 31%'."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for name, share in split:
+        if name == "other":
+            continue
+        text.append(f"\n  ╰ {name[:max(8, width - 12)]} {share:.0%}", style="dim")
+    return text

@@ -28,11 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from spintui.profiles.gpu_history import GpuHistory
+
 from spintui.tui.series import EmaState
 
 CACHE_ENV = "SPINTUI_VIEWER_CACHE"
 CACHE_MIN_BYTES = 1 << 20
-FORMAT = 2  # 2: also the run's resumes (a viewer sifts the scalars it reads again by them)
+FORMAT = 3  # 2: also the run's resumes (a viewer sifts the scalars it reads again by them); 3: GPU history, traces
 MAGIC = b"spintui-tail-cache\n"  # then the JSON header's length (8 bytes), the header, the arrays
 PROBE = 4096
 KEEP_S = 30 * 86400
@@ -81,7 +83,8 @@ def save(tail) -> bool:
     json_records = tail.records - sum(len(s) for s in tail.scalars.values())  # scalars are read again
     meta = {**stamp, "format": FORMAT, "records": json_records,
             "key_names": {str(k): v for k, v in tail.reader.key_names.items()},
-            "kernels": tail.kernels, "events": tail.events, "last_gpu": tail.last_gpu,
+            "kernels": tail.kernels, "events": tail.events, "last_gpu": tail.last_gpu, "traces": tail.traces,
+            "gpu_history": tail.gpu_history.state(),
             "resumes": tail.resumes, "reader_resumes": tail.reader.resumes,
             "epoch_stats": {name: [s.steps.tolist(), s.times.tolist(), s.values.tolist()]
                             for name, s in tail.epoch_stats.items()}}
@@ -145,6 +148,7 @@ def load(tail) -> bool:
         epochs = {str(name): [np.asarray(v, dtype=np.float64) for v in series]
                   for name, series in meta["epoch_stats"].items()}
         kernels, events, records = list(meta["kernels"]), list(meta["events"]), int(meta["records"])
+        traces, gpu_history = list(meta["traces"]), GpuHistory.from_state(meta["gpu_history"])
         resumes = [dict(r) for r in meta["resumes"]]
         reader_resumes = [(int(step), float(when)) for step, when in meta["reader_resumes"]]
         key_names = {int(k): str(v) for k, v in meta["key_names"].items()}
@@ -160,6 +164,8 @@ def load(tail) -> bool:
     tail.events.extend(events)
     tail.resumes.extend(resumes)
     tail.last_gpu = meta.get("last_gpu")
+    tail.traces.extend(traces)
+    tail.gpu_history = gpu_history
     tail.records += records
     tail.reader.resume_metrics(offset, key_names, reader_resumes)
     try:

@@ -11,6 +11,7 @@ from spintui.tui.dashboard_base import AXIS_KEY, HELP_KEY, LOG_KEY, PAUSE_KEY, Q
 from spintui.tui.frames import TrainFrame, train_frame
 from spintui.tui.plot_data import format_number
 from spintui.tui.screens import QuitText
+from spintui.tui.trace_view import TraceScreen
 from spintui.tui.widgets import PlotView, TelemetryPanel, legend_markup, phase_text
 
 
@@ -23,11 +24,14 @@ class TrainDashboard(DashboardBase):
         PAUSE_KEY,
         Binding("j,down,right_square_bracket", "loss(1)", "next loss series"),
         Binding("k,up,left_square_bracket", "loss(-1)", "previous loss series"),
+        Binding("t", "trace", "kernels of the latest trace (--trace)"),
         QUIT_KEY,
     ]
     build_frame = staticmethod(train_frame)
     HELP_PANELS = ("Panels: Return (raw, smoothed, test), Loss (j/k picks the series),\n"
-                   "GPU or System, Timing (steps/s, time per phase). Esc, q or ? close.")
+                   "GPU or System, Timing (steps/s, time per phase). Once a trace is\n"
+                   "logged, t shows its kernels and Timing splits the update by them.\n"
+                   "Esc, q or ? close.")
     QUIT_TEXT = QuitText("Training is still running", "end the run cleanly (final checkpoint, status stopped).",
                          "close the dashboard, training goes on.")
 
@@ -44,7 +48,7 @@ class TrainDashboard(DashboardBase):
         s = self.settings
         axis = "wall time" if s.x_axis == "time" else "env steps"
         parts = [f"? help  s/S smoothing {s.smoothing:g}  x axis: {axis}  l log{' on' if s.log_y else ''}",
-                 f"p {'resume' if s.paused else 'pause'}", "j/k loss", "q quit"]
+                 f"p {'resume' if s.paused else 'pause'}", "j/k loss", "t kernels", "q quit"]
         return "  ".join(parts)
 
     def show_frame(self, frame: TrainFrame) -> None:
@@ -65,11 +69,14 @@ class TrainDashboard(DashboardBase):
             timing.border_title = f"Timing{rate}"
         self.query_one("#timing-plot", PlotView).show(frame.rate)
         phases = self.query_one("#phases", Static)
-        text = phase_text(frame.phases, phases.size.width or 30)
+        text = phase_text(frame.phases, phases.size.width or 30, frame.update_split)
         if str(text) != getattr(phases, "_last_text", None):
             phases._last_text = str(text)
             phases.update(text)
 
     # -- actions -----------------------------------------------------------------------------------
+    def action_trace(self) -> None:
+        self.push_screen(TraceScreen(self.frame.trace if self.frame is not None else None))
+
     def action_loss(self, direction: int) -> None:
         self._settings_changed(loss_index=self.settings.loss_index + direction)

@@ -18,6 +18,8 @@ from textual.widgets import DataTable, Static
 from spintui.profiles import gpu as telemetry
 from spintui.tui import profile_data
 from spintui.tui.frames import Frame
+from spintui.tui.gpu_panel import history_text
+from spintui.tui.profile_data import split_lines
 from spintui.tui.plot import colour, render_plot
 from spintui.tui.plot_data import PlotData, ViewSettings, format_duration, format_number
 
@@ -77,9 +79,12 @@ class KernelTable(DataTable):
         self._rows_shown = 0
         self._column_keys: list[str] = []
 
-    def show(self, kernels: list[dict], header: dict) -> None:
+    def show(self, kernels: list[dict], header: dict, sort: str = "self_s") -> None:
         if kernels and profile_data.is_sweep_record(kernels[0]):
             self._show_sweep(kernels, header)
+            return
+        if kernels and profile_data.is_trace_row(kernels[0]):
+            self._show_trace(kernels, header, sort)
             return
         new = kernels[self._rows_shown:]
         if not new:
@@ -133,6 +138,26 @@ class KernelTable(DataTable):
             self.border_subtitle = subtitle
 
 
+    def _show_trace(self, rows: list[dict], header: dict, sort: str) -> None:
+        """A traced training run's operations (profile train): rebuilt whenever the rows or the sort change."""
+        shown = (id(rows), len(rows), sort, tuple(r.get("compare") for r in rows))
+        if shown == getattr(self, "_trace_shown", None):
+            return
+        self._trace_shown = shown
+        cols = profile_data.trace_columns(rows)
+        self.clear(columns=True)
+        self._column_keys = [key for key, _, _ in cols]
+        for key, label, _ in cols:
+            self.add_column(label, key=key)
+        justify = {key: "right" if right else "left" for key, _, right in cols}
+        for i, rec in enumerate(profile_data.sort_rows(rows, sort), start=1):
+            self.add_row(*(Text(profile_data.trace_cell(rec, key, i), style=profile_data.trace_cell_style(rec, key),
+                                justify=justify[key]) for key, _, _ in cols), key=str(i))
+        self._rows_shown = len(rows)
+        label = {"self_s": "self time", "total_s": "total time", "calls": "calls", "name": "name"}[sort]
+        self.border_subtitle = f"{len(rows)} operations, by {label} (o sorts)  {header.get('status', '')}"
+
+
 class TelemetryPanel(Static):
     """The GPU panel (NVML), or the System panel (psutil) where there is no GPU to sample:
     the newest sample, with sparklines of the recent ones."""
@@ -163,17 +188,12 @@ class TelemetryPanel(Static):
             self.border_title = title
         self.update(text)
 
-    def show_logged(self, record: dict, host: str) -> None:
-        """A `gpu` record the trainer logged into its run: what a viewer on another host can show."""
-        fields = {f for f in telemetry.GpuInfo.__dataclass_fields__}
-        gpus = []
-        for g in record.get("gpus") or []:
-            procs = [telemetry.GpuProcess(**{k: v for k, v in p.items() if k in ("pid", "used_bytes", "name",
-                                                                                 "is_trainer")})
-                     for p in g.get("processes") or []]
-            gpus.append(telemetry.GpuInfo(**{**{k: v for k, v in g.items() if k in fields}, "processes": procs}))
-        sample = telemetry.GpuSample(record.get("time", 0.0), gpus, record.get("trainer_match", ""))
-        self.show_sample(sample, "", f"GPU (logged on {host})")
+    def show_history(self, view: dict, host: str | None) -> None:
+        """The run's own GPU history (the producer logged it): the same live, finished or copied."""
+        title = f"GPU (logged on {host})" if host else "GPU (this run's history)"
+        if self.border_title != title:
+            self.border_title = title
+        self.update(history_text(view, self.size.width or 40))
 
     def show_off(self) -> None:
         self.border_title = "System"
@@ -253,8 +273,9 @@ def system_text(sample: telemetry.SystemSample, history: dict, reason: str, widt
     return out
 
 
-def phase_text(phases: list[tuple[str, float]], width: int) -> Text:
-    """Time per phase, a bar each for its share of the total."""
+def phase_text(phases: list[tuple[str, float]], width: int, split: list[tuple[str, float]] | None = None) -> Text:
+    """Time per phase, a bar each for its share of the total; `split`: the update phase's largest
+    operations (from the latest trace) under its row."""
     if not phases:
         return Text("time per phase: not logged by this run", style="dim")
     total = sum(v for _, v in phases if v and v > 0) or 1.0
@@ -265,6 +286,8 @@ def phase_text(phases: list[tuple[str, float]], width: int) -> Text:
         shown = f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
         text.append(f"{name[:10]:<10} {shown:>10} {share:4.0%} ")
         text.append("█" * int(round(share * bar_w)), style=colour(i))
+        if split and name.lower() in ("update", "policyupdate"):
+            text.append(split_lines(split, width))
         if i < min(6, len(phases)) - 1:
             text.append("\n")
     return text
