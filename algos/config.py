@@ -16,7 +16,7 @@ from spintui.options import (AT_LEAST_1, LEARNING_RATE, NON_NEGATIVE, POSITIVE, 
                              option, to_dict)
 
 Device = Literal["auto", "cpu", "cuda"]
-UpdatePath = Literal["auto", "native", "torch"]
+UpdatePath = Literal["auto", "native", "compile", "torch"]
 SaveBuffer = Literal["auto", "always", "never"]
 
 
@@ -71,8 +71,9 @@ class OffPolicyConfig(RunConfig):
                              range=AT_LEAST_1)
     num_test_episodes: int = option(10, "Deterministic test episodes after each epoch.", range=NON_NEGATIVE)
     save_freq: int = option(1, "Checkpoint every N epochs (and always at the end).", range=AT_LEAST_1)
-    update: UpdatePath = option("auto", "Gradient steps: native (compiled C on the CPU), torch (eager "
-                                "PyTorch), or auto (native where it can run, else torch).")
+    update: UpdatePath = option("auto", "Gradient steps: native (compiled C on the CPU), compile (torch.compile "
+                                "of the functional update; on CUDA replayed as CUDA graphs), torch (eager "
+                                "PyTorch), or auto (compile on CUDA, native on the CPU, else torch).")
     save_buffer: SaveBuffer = option("auto", "Save the replay buffer beside each checkpoint, so that --resume "
                                      "continues with it: always, never, or auto (when it takes under 1 GiB "
                                      "at capacity).")

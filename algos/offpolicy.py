@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from spintui.algos import native, replay
+from spintui.algos import replay
 from spintui.algos.config import OffPolicyConfig, config_to_dict
 from spintui.algos.core import (EpochStats, PendingCheckpoint, PhaseTimer, resolve_device, save_checkpoint, seed_env,
                                 set_seed, set_threads)
@@ -61,12 +61,8 @@ def make_box_env(algo: str, env_id: str, **kwargs):
 
 
 def update_description(agent, device: torch.device) -> str:
-    if getattr(agent, "native", None):
-        return "compiled C update"
-    ok, why = native.available() if device.type == "cpu" else (False, "")
-    if device.type == "cpu" and not ok:
-        return f"PyTorch update (compiled update unavailable: {why})"
-    return "PyTorch update"
+    """Which code runs the gradient steps (offpolicy_paths), and why not a faster one where it fell back."""
+    return agent.update_path.describe()
 
 
 def run_test_episodes(agent, env, cfg: OffPolicyConfig, run, step: int, stats: EpochStats) -> None:

@@ -87,12 +87,16 @@ class MLP(nn.Module):
         self.output_activation = output_activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params = list(self.params)
-        last = len(params) - 2
-        for i in range(0, last, 2):
-            x = torch.mm(x, params[i]).add_(params[i + 1]).relu_()  # in place: no extra activations
-        x = torch.addmm(params[last + 1], x, params[last])
+        x = mlp_forward(list(self.params), x)
         return x if self.output_activation is None else self.output_activation(x)
+
+
+def mlp_forward(params, x: torch.Tensor) -> torch.Tensor:
+    """MLP as a function of its parameters [W0, b0, W1, b1, ...], W (in, out): ReLU hidden layers, linear output."""
+    last = len(params) - 2
+    for i in range(0, last, 2):
+        x = torch.mm(x, params[i]).add_(params[i + 1]).relu_()  # in place: no extra activations
+    return torch.addmm(params[last + 1], x, params[last])
 
 
 def saved_policy(checkpoint: dict, env, device="cpu", *, actor_class: type[nn.Module]) -> Callable:

@@ -89,9 +89,9 @@ def test_a_sign_error_in_the_actor_loss_fails_the_learning_threshold(tmp_path, m
     To keep CI cheap this runs 8,000 steps, twice what the correct DDPG needs with this seed
     (it passes the threshold at 4,000), rather than the whole 15,000-step budget.
     """
-    td3 = importlib.import_module("spintui.algos.td3")  # DDPG's update is TD3's
-    real_q_forward = td3.q_forward  # used by td3.py only in the actor loss
-    monkeypatch.setattr(td3, "q_forward", lambda params, obs, act: -real_q_forward(params, obs, act))
+    losses = importlib.import_module("spintui.algos.offpolicy_losses")  # DDPG's update is TD3's
+    real_loss_pi = losses.td3_compute_loss_pi
+    monkeypatch.setattr(losses, "td3_compute_loss_pi", lambda *args: -real_loss_pi(*args))
     best, steps = best_test_return(tmp_path, "ddpg", seed=0, budget=8000, update="torch")
     assert steps == 8000
     assert best < THRESHOLD
