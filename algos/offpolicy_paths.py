@@ -79,11 +79,14 @@ def configure_compile_cache() -> None:
 class CompiledUpdate:
     """An agent's updates through the compiled functional step. `kind`: sac or td3 (DDPG is TD3's)."""
 
-    def __init__(self, kind: str, agent, device: torch.device):
-        configure_compile_cache()
+    def __init__(self, kind: str, agent, device: torch.device, compile: bool = True):
+        """compile=False runs the same functional step uncompiled (tests and benchmarks compare the two)."""
         self.kind, self.agent, self.device = kind, agent, device
         step = offpolicy_step.sac_step_ if kind == "sac" else offpolicy_step.td3_step_
-        self.fn = torch.compile(step, fullgraph=True, dynamic=False)
+        if compile:
+            configure_compile_cache()
+            step = torch.compile(step, fullgraph=True, dynamic=False)
+        self.fn = step
         self.graph, self.graph_key, self.static = None, None, {}
 
     def state(self) -> tuple[dict, dict]:
