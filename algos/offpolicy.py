@@ -62,7 +62,7 @@ def make_box_env(algo: str, env_id: str, **kwargs):
 
 def update_description(agent, device: torch.device) -> str:
     """Which code runs the gradient steps (offpolicy_paths), and why not a faster one where it fell back."""
-    return agent.update_path.describe()
+    return agent.update_path.describe() + agent.acting.describe()
 
 
 def run_test_episodes(agent, env, cfg: OffPolicyConfig, run, step: int, stats: EpochStats) -> None:
@@ -111,6 +111,7 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
         step, epoch, elapsed = int(resume["step"]), int(resume["epoch"]), float(resume.get("elapsed", 0.0))
         if not resume_agent(resume, agent, buffer, run):
             update_after = step + cfg.update_after  # an empty buffer refills before updates go on
+        agent.acting.refresh()
         restore_training_state(resume, {"train": env, "test": test_env})
         obs, _ = env.reset()  # the environment starts a fresh episode
     run.set_progress(step=step, total_steps=total_steps, epoch=epoch)
@@ -195,6 +196,7 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
             with timer.phase("update"):
                 batches = buffer.sample_block(cfg.update_every, cfg.batch_size)
                 values = agent.update(*batches)
+                agent.acting.refresh()
             with timer.phase("log"):
                 values = {k: v.detach().float().cpu().numpy() for k, v in values.items()}  # one sync per block
                 stats.add(**values)

@@ -11,6 +11,7 @@ All three start from the same losses (offpolicy_losses.py) and are held equal by
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import shutil
@@ -134,9 +135,18 @@ class CompiledUpdate:
         if key != self.graph_key:
             self.static = {k: None if t is None else t.clone() for k, t in inputs.items()}
             s = self.static
+            # Warm up on the capture stream first (as torch's CUDA graph docs ask), on copies of the state.
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                copies = {key: [t.clone() for t in values] for key, values in state.items()}
+                for j in range(min(2, obs.shape[0])):
+                    self.one(copies, hp, s["obs"][j], s["act"][j], s["rew"][j], s["next_obs"][j], s["discount"][j],
+                             None if s["noise"] is None else s["noise"][j], j % policy_delay == 0)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
             torch.cuda.synchronize(self.device)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            with torch.cuda.graph(self.graph, stream=stream):
                 outs = [self.one(state, hp, s["obs"][j], s["act"][j], s["rew"][j], s["next_obs"][j],
                                  s["discount"][j], None if s["noise"] is None else s["noise"][j],
                                  j % policy_delay == 0) for j in range(obs.shape[0])]
@@ -152,3 +162,48 @@ class CompiledUpdate:
 def stack(outs: list[dict]) -> dict:
     """Per-update stats stacked over a block: LossQ (n), Q (n, critics, batch), LossPi (actor steps), LogPi (n, batch)."""
     return {key: torch.stack([o[key] for o in outs if key in o]) for key in outs[0]}
+
+
+class Acting:
+    """Where the agent picks its actions: the actor itself, or on CUDA a CPU copy of it when that was
+    measured faster (one observation at a time, a GPU pays a launch and a copy back per step). The
+    copy follows the actor after each update block (`refresh`)."""
+
+    def __init__(self, actor, device: torch.device, obs_dim: int, act=None):
+        self.actor, self.module, self.device = actor, actor, device
+        self.timings: tuple[float, float] | None = None
+        if device.type == "cuda":
+            cpu = copy.deepcopy(actor).to("cpu")
+            on_device = time_acting(actor, device, obs_dim)
+            on_cpu = time_acting(cpu, torch.device("cpu"), obs_dim)
+            self.timings = (on_device, on_cpu)
+            if on_cpu < on_device:
+                self.module, self.device = cpu, torch.device("cpu")
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        if self.module is not self.actor:
+            for mine, theirs in zip(self.module.parameters(), self.actor.parameters()):
+                mine.copy_(theirs)
+
+    def describe(self) -> str:
+        if self.timings is None:
+            return ""
+        where = "a CPU copy of the actor" if self.module is not self.actor else "the actor on the GPU"
+        return (f"; acting with {where} ({self.timings[0] * 1e6:.0f} us per action on the GPU, "
+                f"{self.timings[1] * 1e6:.0f} us on the CPU)")
+
+
+@torch.inference_mode()
+def time_acting(actor, device: torch.device, obs_dim: int, n: int = 200) -> float:
+    """Seconds per action of `actor` on one observation from numpy, its action back in numpy (median of 3)."""
+    import numpy as np
+
+    obs = np.zeros(obs_dim, dtype=np.float32)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(n):
+            actor.mode(torch.as_tensor(obs, device=device).unsqueeze(0))[0].cpu().numpy()
+        times.append((time.perf_counter() - start) / n)
+    return sorted(times)[1]

@@ -69,6 +69,7 @@ class SAC:
             self.alpha = self.log_alpha.detach().exp()
         else:
             self.alpha = torch.tensor(float(cfg.alpha), device=device)
+        self.acting = offpolicy_paths.Acting(self.actor, device, obs_dim)
         self.update_path = offpolicy_paths.choose(cfg.update, device, cfg.hidden_sizes)
         self.native = self.update_path.name == "native"
         self.compiled = None
@@ -83,8 +84,8 @@ class SAC:
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        action, _ = self.actor(obs_t, deterministic=deterministic, with_logprob=False)
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.acting.device).unsqueeze(0)
+        action, _ = self.acting.module(obs_t, deterministic=deterministic, with_logprob=False)
         return action[0].cpu().numpy()
 
     # -- learning ------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class TD3:
         self.critic_frozen = frozen(self.critic)
         self.pi_optimizer = adam(self.actor.parameters(), cfg.pi_lr)
         self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
+        self.acting = offpolicy_paths.Acting(self.actor, device, obs_dim)
         self.update_path = offpolicy_paths.choose(cfg.update, device, cfg.hidden_sizes)
         self.native = native.DeterministicAgentViews(
             self.actor, self.actor_targ, self.pi_optimizer, self.critic, self.critic_targ, self.q_optimizer,
@@ -77,8 +78,8 @@ class TD3:
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        action = self.actor(obs_t)[0].cpu().numpy()
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.acting.device).unsqueeze(0)
+        action = self.acting.module(obs_t)[0].cpu().numpy()
         if deterministic:
             return action
         action = action + self.cfg.act_noise * np.random.randn(*action.shape)
