@@ -98,7 +98,7 @@ class CompiledUpdate:
             return self.fn(state, o, a, r, o2, discount, noise, hp)
         return self.fn(state, o, a, r, o2, discount, noise, hp, actor_step)
 
-    def warm_up(self, batch: int, obs_dim: int, act_dim: int, smoothing: bool = True) -> float:
+    def warm_up(self, batch: int, obs_dim: int, act_dim: int, smoothing: bool = True, policy_delay: int = 1) -> float:
         """Compile now, on copies of the state (the agent's networks do not move); returns the seconds taken."""
         start = time.perf_counter()
         state, hp = self.state()
@@ -110,7 +110,7 @@ class CompiledUpdate:
         else:
             noise = zeros(batch, act_dim) if smoothing else None
         with torch.no_grad():
-            for actor_step in ((True,) if self.kind == "sac" else (True, False)):
+            for actor_step in ((True,) if policy_delay == 1 else (True, False)):
                 self.one(copies, hp, o, a, r, o, r, noise, actor_step)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -73,7 +73,8 @@ class TD3:
         self.compiled = None
         if self.update_path.name == "compile":
             self.compiled = offpolicy_paths.CompiledUpdate("td3", self, device)
-            self.update_path.compile_seconds = self.compiled.warm_up(cfg.batch_size, obs_dim, act_dim, smoothing)
+            self.update_path.compile_seconds = self.compiled.warm_up(cfg.batch_size, obs_dim, act_dim, smoothing,
+                                                                        self.policy_delay)
 
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
