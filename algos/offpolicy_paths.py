@@ -169,7 +169,7 @@ class Acting:
     measured faster (one observation at a time, a GPU pays a launch and a copy back per step). The
     copy follows the actor after each update block (`refresh`)."""
 
-    def __init__(self, actor, device: torch.device, obs_dim: int, act=None):
+    def __init__(self, actor, device: torch.device, obs_dim: int):
         self.actor, self.module, self.device = actor, actor, device
         self.timings: tuple[float, float] | None = None
         if device.type == "cuda":

@@ -144,6 +144,9 @@ def _net_state(name: str, params, optimizer: torch.optim.Adam) -> dict:
     if group.get("amsgrad") or group.get("weight_decay") or group.get("maximize"):
         raise ValueError("the functional update implements plain Adam only")
     states = [optimizer.state[p] for p in group["params"]]
+    for p, s in zip(group["params"], states):
+        if s["step"].device != p.device:  # a CUDA graph replays device work only: the counters go along
+            s["step"] = s["step"].to(p.device)
     return {name: [p.detach() for p in params], f"{name}_m": [s["exp_avg"] for s in states],
             f"{name}_v": [s["exp_avg_sq"] for s in states], f"{name}_step": [s["step"] for s in states]}
 
