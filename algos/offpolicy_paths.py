@@ -160,7 +160,8 @@ class CompiledUpdate:
 
 
 def stack(outs: list[dict]) -> dict:
-    """Per-update stats stacked over a block: LossQ (n), Q (n, critics, batch), LossPi (actor steps), LogPi (n, batch)."""
+    """Per-update stats stacked over a block: LossQ (n), Q (n, critics, batch), LossPi (one per actor step),
+    LogPi (n, batch)."""
     return {key: torch.stack([o[key] for o in outs if key in o]) for key in outs[0]}
 
 

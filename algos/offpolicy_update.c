@@ -611,7 +611,8 @@ int spintui_abi_version(void) { return SPINTUI_ABI_VERSION; }
 long spintui_struct_size(int which) { return which == 0 ? (long)sizeof(Net) : (long)sizeof(Block); }
 
 int spintui_struct_fields(int which) {
-    return which == 0 ? (int)(sizeof NET_FIELDS / sizeof NET_FIELDS[0]) : (int)(sizeof BLOCK_FIELDS / sizeof BLOCK_FIELDS[0]);
+    if (which == 0) return (int)(sizeof NET_FIELDS / sizeof NET_FIELDS[0]);
+    return (int)(sizeof BLOCK_FIELDS / sizeof BLOCK_FIELDS[0]);
 }
 
 /* Field i of struct `which`: its name, offset and size; -1 past the last field. */

@@ -182,3 +182,20 @@ def test_update_path_choice(monkeypatch):
     monkeypatch.setattr(offpolicy_paths.shutil, "which", lambda name: None)
     with pytest.raises(ValueError, match="--update compile is not available: torch.compile on the CPU needs a C"):
         choose("compile", cpu)
+
+
+def test_cli_refuses_update_compile_without_a_cxx_compiler_before_creating_a_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX")}
+    env.update(PATH=str(tmp_path / "no-bin"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-m", "spintui.tui.cli", "train", "td3", "--env", "Pendulum-v1",
+                          "--update", "compile", "--headless", "--steps", "100", "--runs-dir", str(tmp_path / "runs")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "spintui: error: --update compile is not available: torch.compile on the CPU needs a C++ compiler "
+        "(g++, c++ or clang++); use --update auto or torch"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
