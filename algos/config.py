@@ -16,7 +16,7 @@ from spintui.options import (AT_LEAST_1, LEARNING_RATE, NON_NEGATIVE, POSITIVE, 
                              option, to_dict)
 
 Device = Literal["auto", "cpu", "cuda"]
-UpdatePath = Literal["auto", "native", "torch"]
+UpdatePath = Literal["auto", "native", "compile", "torch"]
 SaveBuffer = Literal["auto", "always", "never"]
 SPARSE_BLOCK_SIZES = (16, 32, 64, 128)  # the block sizes spintui.kernels supports (a test keeps them equal)
 
@@ -117,16 +117,17 @@ class OffPolicyConfig(RunConfig):
                              range=AT_LEAST_1)
     num_test_episodes: int = option(10, "Deterministic test episodes after each epoch.", range=NON_NEGATIVE)
     save_freq: int = option(1, "Checkpoint every N epochs (and always at the end).", range=AT_LEAST_1)
-    update: UpdatePath = option("auto", "Gradient steps: native (compiled C on the CPU), torch (eager "
-                                "PyTorch), or auto (native where it can run, else torch).")
+    update: UpdatePath = option("auto", "Gradient steps: native (compiled C on the CPU), compile (torch.compile "
+                                "of the functional update; on CUDA replayed as CUDA graphs), torch (eager "
+                                "PyTorch), or auto (compile on CUDA, native on the CPU, else torch).")
     save_buffer: SaveBuffer = option("auto", "Save the replay buffer beside each checkpoint, so that --resume "
                                      "continues with it: always, never, or auto (when it takes under 1 GiB "
                                      "at capacity).")
 
     def check(self) -> None:
         super().check()
-        if self.block_sparse and self.update == "native":
-            raise ConfigError(f"--update native runs dense layers only, and --block-density {self.block_density:g} "
+        if self.block_sparse and self.update in ("native", "compile"):
+            raise ConfigError(f"--update {self.update} runs dense layers only, and --block-density {self.block_density:g} "
                               f"makes the hidden layers block-sparse: use --update auto or torch")
 
     def update_blocks(self) -> int:

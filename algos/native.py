@@ -29,32 +29,73 @@ SOURCE = Path(__file__).with_name("offpolicy_update.c")
 MAX_LAYERS = 8
 CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared"]
 
+ABI_VERSION = 1  # SPINTUI_ABI_VERSION in offpolicy_update.c: raised whenever a layout below changes
+
 _ptrs = ctypes.c_void_p * MAX_LAYERS
+_int, _float, _ptr_t = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+
+# The memory layout of the C structs Net and Block, described once: the ctypes structures are built
+# from these lists, and a loaded library is checked against them field by field (check_layout).
+NET_LAYOUT = (
+    ("members", _int), ("layers", _int), ("sizes", _int * (MAX_LAYERS + 1)),
+    ("w", _ptrs), ("b", _ptrs), ("gw", _ptrs), ("gb", _ptrs), ("mw", _ptrs), ("mb", _ptrs),
+    ("vw", _ptrs), ("vb", _ptrs), ("sw", _ptrs), ("sb", _ptrs), ("tw", _ptrs), ("tb", _ptrs),
+    ("lr", _float), ("beta1", _float), ("beta2", _float), ("eps", _float),
+)
+BLOCK_LAYOUT = (
+    ("n_updates", _int), ("batch", _int), ("obs_dim", _int), ("act_dim", _int),
+    ("obs", _ptr_t), ("act", _ptr_t), ("rew", _ptr_t), ("obs2", _ptr_t), ("discount", _ptr_t), ("noise", _ptr_t),
+    ("act_scale", _ptr_t), ("act_center", _ptr_t),
+    ("polyak", _float), ("policy_delay", _int),
+    ("alpha", _ptr_t), ("auto_alpha", _int), ("target_entropy", _float),
+    ("log_alpha", _ptr_t), ("log_alpha_m", _ptr_t), ("log_alpha_v", _ptr_t), ("log_alpha_step", _ptr_t),
+    ("alpha_lr", _float), ("alpha_beta1", _float), ("alpha_beta2", _float), ("alpha_eps", _float),
+    ("loss_q", _ptr_t), ("loss_pi", _ptr_t), ("q_vals", _ptr_t), ("logp", _ptr_t),
+)
 
 
-class NetStruct(ctypes.Structure):
-    _fields_ = [
-        ("members", ctypes.c_int), ("layers", ctypes.c_int), ("sizes", ctypes.c_int * (MAX_LAYERS + 1)),
-        ("w", _ptrs), ("b", _ptrs), ("gw", _ptrs), ("gb", _ptrs), ("mw", _ptrs), ("mb", _ptrs),
-        ("vw", _ptrs), ("vb", _ptrs), ("sw", _ptrs), ("sb", _ptrs), ("tw", _ptrs), ("tb", _ptrs),
-        ("lr", ctypes.c_float), ("beta1", ctypes.c_float), ("beta2", ctypes.c_float), ("eps", ctypes.c_float),
-    ]
+def structure(name: str, layout) -> type[ctypes.Structure]:
+    return type(name, (ctypes.Structure,), {"_fields_": list(layout)})
 
 
-class BlockStruct(ctypes.Structure):
-    _fields_ = [
-        ("n_updates", ctypes.c_int), ("batch", ctypes.c_int), ("obs_dim", ctypes.c_int), ("act_dim", ctypes.c_int),
-        ("obs", ctypes.c_void_p), ("act", ctypes.c_void_p), ("rew", ctypes.c_void_p), ("obs2", ctypes.c_void_p),
-        ("discount", ctypes.c_void_p), ("noise", ctypes.c_void_p),
-        ("act_scale", ctypes.c_void_p), ("act_center", ctypes.c_void_p),
-        ("polyak", ctypes.c_float), ("policy_delay", ctypes.c_int),
-        ("alpha", ctypes.c_void_p), ("auto_alpha", ctypes.c_int), ("target_entropy", ctypes.c_float),
-        ("log_alpha", ctypes.c_void_p), ("log_alpha_m", ctypes.c_void_p), ("log_alpha_v", ctypes.c_void_p),
-        ("log_alpha_step", ctypes.c_void_p),
-        ("alpha_lr", ctypes.c_float), ("alpha_beta1", ctypes.c_float), ("alpha_beta2", ctypes.c_float),
-        ("alpha_eps", ctypes.c_float),
-        ("loss_q", ctypes.c_void_p), ("loss_pi", ctypes.c_void_p), ("q_vals", ctypes.c_void_p), ("logp", ctypes.c_void_p),
-    ]
+NetStruct = structure("NetStruct", NET_LAYOUT)
+BlockStruct = structure("BlockStruct", BLOCK_LAYOUT)
+
+
+def check_layout(lib, structs=(("Net", 0, None), ("Block", 1, None)), version: int | None = None) -> str:
+    """"" when the library's version, struct sizes and every field's name, offset and size agree with
+    this module's description; else what differs first. `structs`: (C name, index, ctypes structure or
+    None for this module's own), replaceable to check another description."""
+    version = ABI_VERSION if version is None else version
+    try:
+        lib.spintui_abi_version.restype = ctypes.c_int
+        lib.spintui_struct_size.restype = ctypes.c_long
+        lib.spintui_struct_fields.restype = ctypes.c_int
+        get_field = lib.spintui_struct_field
+    except AttributeError:
+        return "the library exports no layout (built from an older offpolicy_update.c)"
+    get_field.restype = ctypes.c_int
+    get_field.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p),
+                          ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_long)]
+    theirs = lib.spintui_abi_version()
+    if theirs != version:
+        return f"layout version {theirs} in the library, {version} in native.py"
+    for c_name, which, struct in structs:
+        struct = struct or (NetStruct if which == 0 else BlockStruct)
+        fields = [f[0] for f in struct._fields_]
+        c_fields = lib.spintui_struct_fields(which)
+        if c_fields != len(fields):
+            return f"{c_name} has {c_fields} fields in C, {len(fields)} in native.py"
+        for i, field in enumerate(fields):
+            name, offset, size = ctypes.c_char_p(), ctypes.c_long(), ctypes.c_long()
+            get_field(which, i, ctypes.byref(name), ctypes.byref(offset), ctypes.byref(size))
+            ours = getattr(struct, field)
+            if name.value.decode() != field or (offset.value, size.value) != (ours.offset, ours.size):
+                return (f"{c_name} field {i} is {name.value.decode()} at offset {offset.value} ({size.value} bytes) "
+                        f"in C, {field} at offset {ours.offset} ({ours.size} bytes) in native.py")
+        if lib.spintui_struct_size(which) != ctypes.sizeof(struct):
+            return f"{c_name} takes {lib.spintui_struct_size(which)} bytes in C, {ctypes.sizeof(struct)} in native.py"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,6 +162,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         lib = ctypes.CDLL(str(target))
     except OSError as err:
         return None, f"loading {target} failed: {err}"
+    mismatch = check_layout(lib)
+    if mismatch:
+        return None, f"its memory layout does not match: {mismatch}"
     lib.spintui_set_sgemm(ctypes.c_void_p(sgemm))
     for name in ("spintui_sac_block", "spintui_td3_block"):
         getattr(lib, name).argtypes = [ctypes.POINTER(NetStruct), ctypes.POINTER(NetStruct),

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from spintui.algos import native, replay
+from spintui.algos import replay
 from spintui.algos.config import OffPolicyConfig, config_to_dict
 from spintui.algos.core import (EpochStats, PendingCheckpoint, PhaseTimer, resolve_device, save_checkpoint, seed_env,
                                 set_seed, set_threads)
@@ -63,13 +63,8 @@ def make_box_env(algo: str, env_id: str, **kwargs):
 
 
 def update_description(agent, device: torch.device) -> str:
-    if getattr(agent, "native", None):
-        return "compiled C update"
-    cfg = getattr(agent, "cfg", None)
-    if device.type != "cpu":
-        return "PyTorch update"
-    why = native.why_not(device, getattr(cfg, "hidden_sizes", ()), bool(getattr(cfg, "block_sparse", False)))
-    return f"PyTorch update (compiled update unavailable: {why})" if why else "PyTorch update"
+    """Which code runs the gradient steps (offpolicy_paths), and why not a faster one where it fell back."""
+    return agent.update_path.describe() + agent.acting.describe()
 
 
 def run_test_episodes(agent, env, cfg: OffPolicyConfig, run, step: int, stats: EpochStats) -> None:
@@ -119,6 +114,7 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
         step, epoch, elapsed = int(resume["step"]), int(resume["epoch"]), float(resume.get("elapsed", 0.0))
         if not resume_agent(resume, agent, buffer, run):
             update_after = step + cfg.update_after  # an empty buffer refills before updates go on
+        agent.acting.refresh()
         restore_training_state(resume, {"train": env, "test": test_env})
         obs, _ = env.reset()  # the environment starts a fresh episode
     run.set_progress(step=step, total_steps=total_steps, epoch=epoch)
@@ -207,6 +203,7 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
             with timer.phase("update"), traced(tracer):
                 batches = buffer.sample_block(cfg.update_every, cfg.batch_size)
                 values = agent.update(*batches)
+                agent.acting.refresh()
             with timer.phase("log"):
                 values = {k: v.detach().float().cpu().numpy() for k, v in values.items()}  # one sync per block
                 stats.add(**values)

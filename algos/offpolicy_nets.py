@@ -132,16 +132,21 @@ class MLP(LayoutBuffers):
         self.output_activation = output_activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params = list(self.params)
-        last = len(params) - 2
-        for i in range(0, last, 2):
-            layout = self.layouts[i // 2]
-            if layout is None:
-                x = torch.mm(x, params[i]).add_(params[i + 1]).relu_()  # in place: no extra activations
-            else:
-                x = blocksparse_matmul(x, params[i], layout, mode="dds", trans_b=True, bias=params[i + 1]).relu_()
-        x = torch.addmm(params[last + 1], x, params[last])
+        x = mlp_forward(list(self.params), x, self.layouts)
         return x if self.output_activation is None else self.output_activation(x)
+
+
+def mlp_forward(params, x: torch.Tensor, layouts=None) -> torch.Tensor:
+    """MLP as a function of its parameters [W0, b0, W1, b1, ...], W (in, out), or (nnz, b, b) blocks of
+    the [out, in] matrix where `layouts` has a layout for it: ReLU hidden layers, linear output."""
+    last = len(params) - 2
+    for i in range(0, last, 2):
+        layout = layouts[i // 2] if layouts else None
+        if layout is None:
+            x = torch.mm(x, params[i]).add_(params[i + 1]).relu_()  # in place: no extra activations
+        else:
+            x = blocksparse_matmul(x, params[i], layout, mode="dds", trans_b=True, bias=params[i + 1]).relu_()
+    return torch.addmm(params[last + 1], x, params[last])
 
 
 def saved_policy(checkpoint: dict, env, device="cpu", *, actor_class: type[nn.Module]) -> Callable:

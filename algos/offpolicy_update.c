@@ -14,11 +14,14 @@
  * b[l] + k*out. An MLP is the case members == 1.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define MAX_LAYERS 8
+/* Raised whenever Net or Block changes; native.py refuses a library whose version or layout differs. */
+#define SPINTUI_ABI_VERSION 1
 
 typedef void (*sgemm_fn)(const char *transa, const char *transb, const int *m, const int *n, const int *k,
                          const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
@@ -630,4 +633,51 @@ int spintui_sac_block(const Net *actor, const Net *critic, const Block *blk) {
 
 int spintui_td3_block(const Net *actor, const Net *critic, const Block *blk) {
     return offpolicy_block(actor, critic, blk, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The layout of Net and Block as this compiler laid them out, for native.py to check against its
+ * own description before passing any pointer (a mismatch there would silently corrupt memory). */
+
+typedef struct {
+    const char *name;
+    long offset, size;
+} FieldInfo;
+
+#define FIELD(S, f) {#f, (long)offsetof(S, f), (long)sizeof(((S *)0)->f)}
+
+static const FieldInfo NET_FIELDS[] = {
+    FIELD(Net, members), FIELD(Net, layers), FIELD(Net, sizes), FIELD(Net, w), FIELD(Net, b), FIELD(Net, gw),
+    FIELD(Net, gb), FIELD(Net, mw), FIELD(Net, mb), FIELD(Net, vw), FIELD(Net, vb), FIELD(Net, sw), FIELD(Net, sb),
+    FIELD(Net, tw), FIELD(Net, tb), FIELD(Net, lr), FIELD(Net, beta1), FIELD(Net, beta2), FIELD(Net, eps),
+};
+
+static const FieldInfo BLOCK_FIELDS[] = {
+    FIELD(Block, n_updates), FIELD(Block, batch), FIELD(Block, obs_dim), FIELD(Block, act_dim), FIELD(Block, obs),
+    FIELD(Block, act), FIELD(Block, rew), FIELD(Block, obs2), FIELD(Block, discount), FIELD(Block, noise),
+    FIELD(Block, act_scale), FIELD(Block, act_center), FIELD(Block, polyak), FIELD(Block, policy_delay),
+    FIELD(Block, alpha), FIELD(Block, auto_alpha), FIELD(Block, target_entropy), FIELD(Block, log_alpha),
+    FIELD(Block, log_alpha_m), FIELD(Block, log_alpha_v), FIELD(Block, log_alpha_step), FIELD(Block, alpha_lr),
+    FIELD(Block, alpha_beta1), FIELD(Block, alpha_beta2), FIELD(Block, alpha_eps), FIELD(Block, loss_q),
+    FIELD(Block, loss_pi), FIELD(Block, q_vals), FIELD(Block, logp),
+};
+
+int spintui_abi_version(void) { return SPINTUI_ABI_VERSION; }
+
+/* which: 0 Net, 1 Block. The struct's size in bytes and its number of fields. */
+long spintui_struct_size(int which) { return which == 0 ? (long)sizeof(Net) : (long)sizeof(Block); }
+
+int spintui_struct_fields(int which) {
+    if (which == 0) return (int)(sizeof NET_FIELDS / sizeof NET_FIELDS[0]);
+    return (int)(sizeof BLOCK_FIELDS / sizeof BLOCK_FIELDS[0]);
+}
+
+/* Field i of struct `which`: its name, offset and size; -1 past the last field. */
+int spintui_struct_field(int which, int i, const char **name, long *offset, long *size) {
+    if (i < 0 || i >= spintui_struct_fields(which)) return -1;
+    const FieldInfo *f = (which == 0 ? NET_FIELDS : BLOCK_FIELDS) + i;
+    *name = f->name;
+    *offset = f->offset;
+    *size = f->size;
+    return 0;
 }

@@ -15,24 +15,20 @@ offpolicy.run_off_policy, the same for DDPG, TD3 and SAC.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spintui.algos import native
+from spintui.algos import offpolicy_losses as losses
+from spintui.algos import offpolicy_paths
 from spintui.algos.config import SACConfig
 from spintui.algos.offpolicy import run_off_policy
 from spintui.algos.offpolicy_nets import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
-                                          q_forward, saved_policy, target_copy)
+                                          saved_policy, target_copy)
 from spintui.algos.sparse_layers import SparseSpec, sparse_spec
-
-LOG_STD_MIN, LOG_STD_MAX = -20, 2
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-LOG_2 = math.log(2)
 
 
 class SquashedGaussianActor(nn.Module):
@@ -48,20 +44,8 @@ class SquashedGaussianActor(nn.Module):
     def forward(self, obs: torch.Tensor, deterministic: bool = False, with_logprob: bool = True,
                 eps: torch.Tensor | None = None):
         """eps: the N(0, 1) draw of the reparameterised sample (drawn here when not given)."""
-        mu, log_std = self.net(obs).split(self.act_dim, dim=-1)
-        log_std = torch.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
-        if not deterministic and eps is None:
-            eps = torch.randn_like(mu)
-        u = mu if deterministic else torch.addcmul(mu, log_std.exp(), eps)  # reparameterised sample
-        logp = None
-        if with_logprob:
-            # log N(u; mu, std) = -(log_std + eps^2 / 2 + log(2 pi) / 2), then the tanh correction
-            # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)) (Spinning Up's numerically stable form).
-            half_eps2 = 0.0 if deterministic else 0.5 * eps.square()
-            neg_logp = log_std + half_eps2 + 2 * (LOG_2 - u - F.softplus(-2 * u))
-            logp = -neg_logp.sum(-1) - self.act_dim * HALF_LOG_2PI
-        action = torch.addcmul(self.act_center, torch.tanh(u), self.act_scale)
-        return action, logp
+        return losses.squashed_gaussian(list(self.net.params), obs, eps, self.act_scale, self.act_center,
+                                        deterministic, with_logprob, self.net.layouts)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action: the mean, squashed and scaled."""
@@ -78,6 +62,7 @@ class SAC:
         self.critic = QEnsemble(2, obs_dim, act_dim, cfg.hidden_sizes, sparse).to(device)  # q1, q2
         self.critic_targ = target_copy(self.critic)
         self.critic_frozen = frozen(self.critic)
+        self.layouts = losses.Layouts(self.actor.net.layouts, self.critic.layouts)
         self.pi_optimizer = adam(self.actor.parameters(), cfg.lr)
         self.q_optimizer = adam(self.critic.parameters(), cfg.lr)
         self.auto_alpha = cfg.alpha == "auto"
@@ -88,7 +73,13 @@ class SAC:
             self.alpha = self.log_alpha.detach().exp()
         else:
             self.alpha = torch.tensor(float(cfg.alpha), device=device)
-        self.native = native.wanted(cfg.update, device, cfg.hidden_sizes, sparse is not None)
+        self.acting = offpolicy_paths.Acting(self.actor, device, obs_dim)
+        self.update_path = offpolicy_paths.choose(cfg.update, device, cfg.hidden_sizes, sparse is not None)
+        self.native = self.update_path.name == "native"
+        self.compiled = None
+        if self.update_path.name == "compile":
+            self.compiled = offpolicy_paths.CompiledUpdate("sac", self, device)
+            self.update_path.compile_seconds = self.compiled.warm_up(cfg.batch_size, obs_dim, act_dim)
         if self.native:
             self.actor_view = native.NetView(list(self.actor.parameters()), self.pi_optimizer, 1)
             self.critic_view = native.NetView(list(self.critic.parameters()), self.q_optimizer, 2,
@@ -97,8 +88,8 @@ class SAC:
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        action, _ = self.actor(obs_t, deterministic=deterministic, with_logprob=False)
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.acting.device).unsqueeze(0)
+        action, _ = self.acting.module(obs_t, deterministic=deterministic, with_logprob=False)
         return action[0].cpu().numpy()
 
     # -- learning ------------------------------------------------------------------------------
@@ -111,6 +102,10 @@ class SAC:
         noise = torch.randn(act.shape[0], 2, *act.shape[1:], device=self.device)
         if self.native:
             return self.update_native(obs, act, rew, next_obs, discount, noise)
+        if self.compiled is not None:
+            stats = self.compiled.block(obs, act, rew, next_obs, discount, noise)
+            q = stats.pop("Q")
+            return {**stats, "Q1Vals": q[:, 0], "Q2Vals": q[:, 1]}
         loss_q, loss_pi, q_vals, logp_vals = [], [], [], []
         for j in range(obs.shape[0]):
             lq, lp, q, logp = self.update_once(obs[j], act[j], rew[j], next_obs[j], discount[j], noise[j])
@@ -123,29 +118,23 @@ class SAC:
                 "Q1Vals": q_vals[:, 0], "Q2Vals": q_vals[:, 1], "LogPi": torch.stack(logp_vals)}
 
     def update_once(self, o, a, r, o2, discount, eps=(None, None)):
-        alpha = self.alpha
-        # Critics: regress both Q_i(o, a) onto the entropy-regularised backup.
-        q = self.critic(o, a)
-        with torch.no_grad():
-            a2, logp_a2 = self.actor(o2, eps=eps[0])
-            q_pi_targ = self.critic_targ(o2, a2).amin(0)
-            backup = r + discount * (q_pi_targ - alpha * logp_a2)
-        loss_q = (q - backup).square().mean(1).sum()
+        """One gradient step of each network, the losses from offpolicy_losses (the functional step's too)."""
+        alpha, bounds = self.alpha, (self.actor.act_scale, self.actor.act_center)
+        pi, q, q_targ = list(self.actor.net.params), list(self.critic.params), list(self.critic_targ.params)
+        loss_q, q_vals = losses.sac_compute_loss_q(q, q_targ, pi, o, a, r, o2, discount, eps[0], alpha, *bounds,
+                                                    self.layouts)
         minimize(loss_q, self.q_optimizer)
 
-        # Actor: maximise min_i Q_i(o, a~) + alpha * entropy, through frozen critics.
-        pi, logp_pi = self.actor(o, eps=eps[1])
-        q_pi = q_forward(self.critic_frozen, o, pi, self.critic.layouts).amin(0)
-        loss_pi = (alpha * logp_pi - q_pi).mean()
+        loss_pi, logp_pi = losses.sac_compute_loss_pi(pi, self.critic_frozen, o, eps[1], alpha, *bounds,
+                                                      self.layouts)
         minimize(loss_pi, self.pi_optimizer)
 
         if self.auto_alpha:
-            loss_alpha = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
-            minimize(loss_alpha, self.alpha_optimizer)
+            minimize(losses.sac_compute_loss_alpha(self.log_alpha, logp_pi, self.target_entropy), self.alpha_optimizer)
             self.alpha = self.log_alpha.detach().exp()
 
         polyak_update(self.critic_targ, self.critic, self.cfg.polyak)
-        return loss_q.detach(), loss_pi.detach(), q.detach(), logp_pi.detach()
+        return loss_q.detach(), loss_pi.detach(), q_vals, logp_pi
 
     def update_native(self, obs, act, rew, next_obs, discount, noise) -> dict[str, torch.Tensor]:
         """The same block of updates by the compiled CPU code (native.py), in place on the same tensors."""

@@ -25,10 +25,12 @@ import torch
 from torch import nn
 
 from spintui.algos import native
+from spintui.algos import offpolicy_losses as losses
+from spintui.algos import offpolicy_paths
 from spintui.algos.config import DDPGConfig, TD3Config
 from spintui.algos.offpolicy import run_off_policy
 from spintui.algos.offpolicy_nets import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
-                                          q_forward, saved_policy, target_copy)
+                                          saved_policy, target_copy)
 from spintui.algos.sparse_layers import SparseSpec, sparse_spec
 
 
@@ -41,7 +43,7 @@ class DeterministicActor(nn.Module):
         self.register_buffer("act_center", act_center)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.act_center, self.pi(obs), self.act_scale)
+        return losses.deterministic_action(list(self.pi.params), obs, self.act_scale, self.act_center, self.pi.layouts)
 
     mode = forward  # the deterministic action, as SquashedGaussianActor.mode
 
@@ -57,7 +59,6 @@ class TD3:
         self.policy_delay = cfg.policy_delay if policy_delay is None else policy_delay
         self.q_names = ("QVals",) if critics == 1 else tuple(f"Q{k + 1}Vals" for k in range(critics))
         self.act_scale, self.act_center = action_bounds(act_space, device)
-        self.act_low, self.act_high = self.act_center - self.act_scale, self.act_center + self.act_scale
         self.low_np, self.high_np = act_space.low, act_space.high
         sparse = sparse_spec(cfg)
         self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes, self.act_scale, self.act_center,
@@ -65,18 +66,26 @@ class TD3:
         self.actor_targ = target_copy(self.actor)
         self.critic = QEnsemble(critics, obs_dim, act_dim, cfg.hidden_sizes, sparse).to(device)
         self.critic_targ = target_copy(self.critic)
-        self.q1_frozen = [p[:1] for p in frozen(self.critic)]  # the actor follows Q1 only
+        self.critic_frozen = frozen(self.critic)
+        self.layouts = losses.Layouts(self.actor.pi.layouts, self.critic.layouts)
         self.pi_optimizer = adam(self.actor.parameters(), cfg.pi_lr)
         self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
+        self.acting = offpolicy_paths.Acting(self.actor, device, obs_dim)
+        self.update_path = offpolicy_paths.choose(cfg.update, device, cfg.hidden_sizes, sparse is not None)
         self.native = native.DeterministicAgentViews(
             self.actor, self.actor_targ, self.pi_optimizer, self.critic, self.critic_targ, self.q_optimizer,
-            members=critics) if native.wanted(cfg.update, device, cfg.hidden_sizes, sparse is not None) else None
+            members=critics) if self.update_path.name == "native" else None
+        self.compiled = None
+        if self.update_path.name == "compile":
+            self.compiled = offpolicy_paths.CompiledUpdate("td3", self, device)
+            self.update_path.compile_seconds = self.compiled.warm_up(cfg.batch_size, obs_dim, act_dim, smoothing,
+                                                                        self.policy_delay)
 
     # -- acting --------------------------------------------------------------------------------
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        action = self.actor(obs_t)[0].cpu().numpy()
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.acting.device).unsqueeze(0)
+        action = self.acting.module(obs_t)[0].cpu().numpy()
         if deterministic:
             return action
         action = action + self.cfg.act_noise * np.random.randn(*action.shape)
@@ -93,6 +102,9 @@ class TD3:
             stats = self.native.update(obs, act, rew, next_obs, discount, target_eps, self.cfg.polyak,
                                        self.policy_delay)
             return self.named_stats(stats["LossQ"], stats["LossPi"], stats["Q"])
+        if self.compiled is not None:
+            stats = self.compiled.block(obs, act, rew, next_obs, discount, target_eps, self.policy_delay)
+            return self.named_stats(stats["LossQ"], stats["LossPi"], stats["Q"])
         loss_q, loss_pi, q_vals = [], [], []
         for j in range(obs.shape[0]):
             eps = None if target_eps is None else target_eps[j]
@@ -104,19 +116,16 @@ class TD3:
         return self.named_stats(torch.stack(loss_q), torch.stack(loss_pi), torch.stack(q_vals))
 
     def update_critic(self, o, a, r, o2, discount, target_eps):
-        q = self.critic(o, a)
-        with torch.no_grad():
-            a2 = self.actor_targ(o2)
-            if target_eps is not None:
-                a2 = torch.clamp(a2 + target_eps, self.act_low, self.act_high)
-            q_pi_targ = self.critic_targ(o2, a2).amin(0)  # clipped double-Q
-            backup = r + discount * q_pi_targ
-        loss_q = (q - backup).square().mean(1).sum()
+        """The losses from offpolicy_losses (the functional step's too); DDPG's target_eps is None."""
+        loss_q, q = losses.td3_compute_loss_q(list(self.critic.params), list(self.critic_targ.params),
+                                              list(self.actor_targ.pi.params), o, a, r, o2, discount, target_eps,
+                                              self.act_scale, self.act_center, self.layouts)
         minimize(loss_q, self.q_optimizer)
-        return loss_q.detach(), q.detach()
+        return loss_q.detach(), q
 
     def update_actor_and_targets(self, o):
-        loss_pi = -q_forward(self.q1_frozen, o, self.actor(o), self.critic.layouts).mean()
+        loss_pi = losses.td3_compute_loss_pi(list(self.actor.pi.params), self.critic_frozen, o, self.act_scale,
+                                             self.act_center, self.layouts)
         minimize(loss_pi, self.pi_optimizer)
         polyak_update(self.actor_targ, self.actor, self.cfg.polyak)
         polyak_update(self.critic_targ, self.critic, self.cfg.polyak)

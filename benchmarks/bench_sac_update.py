@@ -6,9 +6,9 @@ Pendulum-v1 shapes at Spinning Up's defaults (batch 100, 256x256 ReLU nets, twin
 torch thread. Per round, in this order: a block of 50 updates of spintui's SAC (`SAC.update`, as
 the trainer calls it with `--update torch`), the same block through the compiled C update
 (`--update native`, the CPU default; skipped where it cannot run), the sixteen matmuls of one update alone (the FLOP floor: 12 as 6 batched
-matmuls over the two critics, 4 for the actor) repeated 50 times, and the same 50 updates through
-`torch.compile(SAC.update_once)` for each `--compile` mode (the graph breaks at autograd.grad, so
-the losses and their backward are compiled, the fused Adam step stays as it is). Prints the median
+matmuls over the two critics, 4 for the actor) repeated 50 times, and the functional update step
+(`offpolicy_step.py`, what `--update compile` runs) uncompiled and compiled whole
+(`torch.compile(fullgraph=True)`) for each `--compile` mode. Prints the median
 milliseconds per update of each, the compile time, and a compiled/eager ratio (above 1: slower).
 Needs a C++ compiler for `--compile`; `--compile none` skips it.
 """
@@ -94,12 +94,23 @@ def main() -> None:
         compiled_c, _ = make_agent("native")
         variants["spintui update (native C)"] = lambda: compiled_c.update(*batches)
     compile_seconds = {}
+    if modes:
+        from spintui.algos.offpolicy_paths import CompiledUpdate
+
+        functional, _ = make_agent("torch")
+        plain = CompiledUpdate("sac", functional, torch.device("cpu"), compile=False)
+        noise = torch.randn(BLOCK, 2, BATCH, 1)
+        variants["functional step (uncompiled)"] = lambda: plain.block(*batches[:4], discount, noise)
     for mode in modes:
-        compiled = torch.compile(agent.update_once, mode=None if mode == "default" else mode, dynamic=False)
-        start = time.perf_counter()
-        updates(compiled)()  # compiles, then runs the block once
-        compile_seconds[mode] = time.perf_counter() - start
-        variants[f"torch.compile {mode}"] = updates(compiled)
+        whole, _ = make_agent("torch")
+        compiled = CompiledUpdate("sac", whole, torch.device("cpu"))
+        if mode != "default":
+            from spintui.algos.offpolicy_step import sac_step_
+
+            compiled.fn = torch.compile(sac_step_, mode=mode, fullgraph=True, dynamic=False)
+        compile_seconds[mode] = compiled.warm_up(BATCH, 3, 1)
+        variants[f"functional step torch.compile {mode}"] = (
+            lambda c=compiled: c.block(*batches[:4], discount, noise))
     matmuls = matmuls_of_one_update()
 
     def matmul_block():

@@ -220,3 +220,69 @@ def test_the_compiled_update_builds_wherever_a_c_compiler_exists():
     if native._compiler() is None:
         pytest.skip("no C compiler on this machine")
     assert OK, WHY
+
+
+# --------------------------------------------------------------------------------------------------
+# The checked interface: deliberate defects in either description of the memory layout
+
+
+def swapped(layout, i, j):
+    out = list(layout)
+    out[i], out[j] = out[j], out[i]
+    return tuple(out)
+
+
+@needs_native
+def test_layout_check_catches_defects_on_the_python_side():
+    import ctypes
+
+    lib, _ = native._load()
+    assert native.check_layout(lib) == ""
+    reordered = native.structure("Reordered", swapped(native.BLOCK_LAYOUT, 4, 5))  # obs <-> act
+    why = native.check_layout(lib, structs=(("Block", 1, reordered),))
+    assert why == "Block field 4 is obs at offset 16 (8 bytes) in C, act at offset 16 (8 bytes) in native.py"
+    resized = tuple((name, ctypes.c_double) if name == "polyak" else (name, t) for name, t in native.BLOCK_LAYOUT)
+    why = native.check_layout(lib, structs=(("Block", 1, native.structure("Resized", resized)),))
+    assert why.startswith("Block field 12 is polyak at offset 80 (4 bytes) in C, polyak at offset 80 (8 bytes)")
+    shorter = native.structure("Shorter", native.NET_LAYOUT[:-1])
+    assert native.check_layout(lib, structs=(("Net", 0, shorter),)) == "Net has 19 fields in C, 18 in native.py"
+    assert native.check_layout(lib, version=native.ABI_VERSION + 1) == (
+        f"layout version {native.ABI_VERSION} in the library, {native.ABI_VERSION + 1} in native.py")
+
+
+@needs_native
+def test_a_reordered_c_struct_falls_back_to_torch_with_the_reason(monkeypatch, tmp_path):
+    """Build the C update with two fields of Block swapped: it must not be used, and the run says why."""
+    source = native.SOURCE.read_text()
+    fields = "    float polyak;\n    int policy_delay;"
+    assert fields in source
+    broken = tmp_path / "offpolicy_update.c"
+    broken.write_text(source.replace(fields, "    int policy_delay;\n    float polyak;"))
+    monkeypatch.setattr(native, "SOURCE", broken)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    native._load.cache_clear()
+    try:
+        ok, why = native.available()
+        assert not ok
+        assert why == ("its memory layout does not match: Block field 12 is polyak at offset 84 (4 bytes) "
+                       "in C, polyak at offset 80 (4 bytes) in native.py")
+        env = gym.make("Pendulum-v1")
+        agent = make_agent("sac", "auto", env)
+        assert agent.update_path.describe() == f"PyTorch update (compiled update unavailable: {why})"
+        with pytest.raises(ValueError, match="memory layout does not match"):
+            make_agent("td3", "native", env)
+    finally:
+        native._load.cache_clear()
+
+
+@needs_native
+def test_a_perturbed_loss_fails_the_native_equality_test(monkeypatch):
+    """The eager update takes its losses from offpolicy_losses: perturb the actor's and the C update
+    (which still has the true one) must no longer match."""
+    from spintui.algos import offpolicy_losses
+
+    real = offpolicy_losses.td3_compute_loss_pi
+    monkeypatch.setattr(offpolicy_losses, "td3_compute_loss_pi", lambda *args: 1.05 * real(*args))
+    start, eager, compiled = run_both("td3", n_updates=5)
+    with pytest.raises(AssertionError):
+        assert_same_updates(start, eager, compiled)

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from spintui.algos import offpolicy, offpolicy_nets
+from spintui.algos import native, offpolicy, offpolicy_nets
 from spintui.algos.config import config_to_dict, make_config
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.run_writer import RunWriter
@@ -55,7 +55,9 @@ class StopAtThreshold(RunWriter):
             self.request_stop()
 
 
-def best_test_return(tmp_path: Path, algo: str, seed: int, budget: int = BUDGET, **values) -> tuple[float, int]:
+def best_test_return(tmp_path: Path, algo: str, seed: int, budget: int = BUDGET,
+                     **values) -> tuple[float, int, str]:
+    """(best deterministic test return, steps run, the run's first event: it names the update path)"""
     # start_steps is shortened from Spinning Up's 10,000 to 1,000 so that the policy acts within the
     # 15,000-step budget; tests run every 1,000 steps (10 deterministic episodes each).
     cfg, run_dir = new_run(tmp_path, algo, seed=seed, steps=budget, start_steps=1000, steps_per_epoch=1000, **values)
@@ -64,7 +66,7 @@ def best_test_return(tmp_path: Path, algo: str, seed: int, budget: int = BUDGET,
     writer.close()
     epochs = records(run_dir, "epoch")
     best = max(e["stats"]["AverageTestEpRet"] for e in epochs)
-    return best, epochs[-1]["step"]
+    return best, epochs[-1]["step"], records(run_dir, "event")[0]["message"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,8 +77,10 @@ def best_test_return(tmp_path: Path, algo: str, seed: int, budget: int = BUDGET,
 @pytest.mark.parametrize("algo, update", [("sac", "auto"), ("td3", "auto"), ("ddpg", "auto"), ("sac", "torch")])
 def test_learns_pendulum_within_budget(tmp_path, algo, update):
     """auto is the compiled C update where a C compiler exists (CI), torch the eager reference."""
-    best, steps = best_test_return(tmp_path, algo, seed=0, update=update)
+    best, steps, first_event = best_test_return(tmp_path, algo, seed=0, update=update)
     assert best >= THRESHOLD, f"{algo} ({update} update) reached only {best:.1f} in {steps} steps"
+    ran = "compiled C update" if update == "auto" and native._compiler() is not None else "PyTorch update"
+    assert ran in first_event, first_event
     assert steps <= BUDGET
 
 
@@ -89,10 +93,10 @@ def test_a_sign_error_in_the_actor_loss_fails_the_learning_threshold(tmp_path, m
     To keep CI cheap this runs 8,000 steps, twice what the correct DDPG needs with this seed
     (it passes the threshold at 4,000), rather than the whole 15,000-step budget.
     """
-    td3 = importlib.import_module("spintui.algos.td3")  # DDPG's update is TD3's
-    real_q_forward = td3.q_forward  # used by td3.py only in the actor loss
-    monkeypatch.setattr(td3, "q_forward", lambda *args: -real_q_forward(*args))
-    best, steps = best_test_return(tmp_path, "ddpg", seed=0, budget=8000, update="torch")
+    losses = importlib.import_module("spintui.algos.offpolicy_losses")  # DDPG's update is TD3's
+    real_loss_pi = losses.td3_compute_loss_pi
+    monkeypatch.setattr(losses, "td3_compute_loss_pi", lambda *args: -real_loss_pi(*args))
+    best, steps, _ = best_test_return(tmp_path, "ddpg", seed=0, budget=8000, update="torch")
     assert steps == 8000
     assert best < THRESHOLD
 

@@ -143,12 +143,12 @@ def check_runtime(spec: Algorithm, cfg) -> None:
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    if getattr(cfg, "update", "auto") == "native":
-        from spintui.algos import native
+    if getattr(cfg, "update", "auto") in ("native", "compile"):
+        from spintui.algos import offpolicy_paths
         from spintui.algos.core import resolve_device
 
         try:
-            native.wanted("native", resolve_device(cfg.device), cfg.hidden_sizes)
+            offpolicy_paths.choose(cfg.update, resolve_device(cfg.device), cfg.hidden_sizes, cfg.block_sparse)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
