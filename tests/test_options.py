@@ -154,7 +154,7 @@ def test_help_lists_choices_ranges_and_defaults_one_way(spintui_here, monkeypatc
     monkeypatch.setenv("COLUMNS", "400")
     monkeypatch.setenv("TERMINAL_WIDTH", "400")
     out = " ".join(spintui_here("train", "sac", "--help").stdout.split())
-    assert "<auto|cpu|cuda>" in out and "<auto|native|torch>" in out
+    assert "<auto|cpu|cuda>" in out and "<auto|native|compile|torch>" in out
     assert "FLOAT|auto" in out
     assert "Range: [0, 1]." in out and "Range: (0, 1]." in out  # brackets survive the help renderer
     assert "[default: 0.99]" in out and "[default: 256,256]" in out
