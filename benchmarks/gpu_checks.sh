@@ -9,25 +9,7 @@
 # DSD grid against cuBLAS and torch's BSR kernel, softmax and attention (8192 tokens) against dense
 # masked softmax, SDPA and compiled FlexAttention, SAC on HalfCheetah-v5 with --device cuda and then
 # cpu (steps/s), and the default GPU grid of `spintui profile blocksparse`.
-set -u
-out=${1:?usage: benchmarks/gpu_checks.sh OUTDIR}
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-py=${PYTHON:-python3}
-spintui=${SPINTUI:-spintui}
-runs=${RUNS_DIR:-$(mktemp -d)}
-
-step() {  # step NAME CAP_SECONDS COMMAND...
-    local name=$1 cap=$2
-    shift 2
-    local t0=$SECONDS
-    echo "== $name (at most ${cap}s)"
-    timeout "$cap" "$@" >"$out/$name.log" 2>&1
-    echo "== $name: exit $? after $((SECONDS - t0))s"
-    tail -n 30 "$out/$name.log"
-}
-
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+source "$(dirname "$0")/gpu_common.sh" "$@"
 step tests 120 "$py" -m pytest -q -n 8 -p no:cacheprovider -k "not interpreter" \
     tests/test_cuda.py tests/test_kernels_triton.py tests/test_kernels_matmul.py tests/test_kernels_linear.py \
     tests/test_gpu_telemetry.py

@@ -7,25 +7,8 @@
 # Steps: SAC on cuda with --trace 2:3 (NVML samples in the run, a trace with CUDA kernels in its table),
 # `profile train sac --device cuda` (headless, --json), a quick `profile blocksparse` on cuda (its GPU
 # history), the logger's cost with real NVML, and a check of all of it that ends in PASS or FAIL lines.
-set -u
-out=${1:?usage: benchmarks/gpu_trace_checks.sh OUTDIR}
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-py=${PYTHON:-python3}
-spintui=${SPINTUI:-spintui}
-runs=${RUNS_DIR:-$(mktemp -d)}
-
-step() {  # step NAME CAP_SECONDS COMMAND...
-    local name=$1 cap=$2
-    shift 2
-    local t0=$SECONDS
-    echo "== $name (at most ${cap}s)"
-    timeout "$cap" "$@" >"$out/$name.log" 2>&1
-    echo "== $name: exit $? after $((SECONDS - t0))s"
-    tail -n 12 "$out/$name.log"
-}
-
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+TAIL_LINES=12
+source "$(dirname "$0")/gpu_common.sh" "$@"
 step train_trace 35 "$spintui" train sac --env Pendulum-v1 --device cuda --steps 1400 --update-after 1000 \
     --num-test-episodes 1 --trace 2:3 --headless --runs-dir "$runs" --name sac_cuda_trace
 step profile_train 30 "$spintui" profile train sac --env Pendulum-v1 --device cuda --num-test-episodes 1 \

@@ -27,6 +27,7 @@ from spintui.profiles.records import iter_jsonl
 from spintui.profiles.run_reader import RunReader
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import RunPaths, create_run, read_manifest, write_json_atomic
+from stopping import stopped_after_first_epoch
 
 torch.set_num_threads(1)
 
@@ -43,20 +44,6 @@ def new_run(root: Path, algo: str, name: str, **values) -> Path:
     base = OFF_POLICY if algo in ("ddpg", "td3", "sac") else ON_POLICY
     cfg = make_config(algo, {**base, **values})
     return create_run(root, kind="train", name=name, algo=algo, env=cfg.env, seed=cfg.seed, config=config_to_dict(cfg))
-
-
-def stopped_after_first_epoch(monkeypatch, run_dir: Path) -> None:
-    """Train `run_dir` until its first epoch is logged and checkpointed, then stop it cleanly."""
-    original = RunWriter.epoch
-
-    def epoch(self, epoch, step, stats):
-        original(self, epoch, step, stats)
-        if epoch == 1:
-            self.request_stop()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunWriter, "epoch", epoch)
-        assert train_run(run_dir) == "stopped"
 
 
 def copy_run(run_dir: Path, name: str) -> Path:

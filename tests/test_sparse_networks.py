@@ -24,6 +24,7 @@ from spintui.errors import ConfigError
 from spintui.kernels import BLOCK_SIZES, BlockSparseLinear
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import RunPaths, create_run
+from stopping import stopped_after_first_epoch
 
 torch.set_num_threads(1)
 
@@ -273,25 +274,14 @@ def test_resume_rebuilds_the_checkpoints_layouts_and_continues_bitwise(tmp_path,
     whole = new_run(tmp_path, "sac", "whole")
     assert train_run(whole) == "finished"
     cut = new_run(tmp_path, "sac", "cut")
-    original = RunWriter.epoch
-
-    def epoch(self, epoch, step, stats):
-        original(self, epoch, step, stats)
-        if epoch == 1:
-            self.request_stop()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunWriter, "epoch", epoch)
-        assert train_run(cut) == "stopped"
+    stopped_after_first_epoch(monkeypatch, cut)
     assert train_run(cut) == "finished"
     a, b = load_checkpoint(whole)["modules"], load_checkpoint(cut)["modules"]
     assert all(torch.equal(a[m][k], b[m][k]) for m in a for k in a[m])
 
     # A checkpoint whose layout differs from what the seed gives (same block count): resuming keeps it.
     moved = new_run(tmp_path, "sac", "moved")
-    with monkeypatch.context() as patch:
-        patch.setattr(RunWriter, "epoch", epoch)
-        assert train_run(moved) == "stopped"
+    stopped_after_first_epoch(monkeypatch, moved)
     checkpoint = load_checkpoint(moved)
     mask = checkpoint["modules"]["actor"]["net.block_mask1"]
     shifted = mask.roll(1, 0)

@@ -23,7 +23,8 @@ except ImportError:  # pragma: no cover - older typer on real click
     from click import get_current_context
 
 from spintui.errors import UsageError
-from spintui.options import field_type, flag_name, format_default, item_words, option, option_fields, split_type
+from spintui.options import (Range, field_type, flag_name, format_default, item_words, option, option_fields,
+                             split_type)
 
 _METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 
@@ -116,6 +117,12 @@ def name_option(default_text: str) -> Any:
 
 def headless_option(help: str) -> Any:
     return option(False, help)
+
+
+def threshold_option(default_text: str) -> Any:
+    """--threshold of the profile commands' --compare."""
+    return option(None, "Noise threshold of --compare as a fraction, 0.5 = 50%.",
+                  range=Range(0, 10, lo_open=True, hi_open=True), default_text=default_text)
 
 
 def resume_option() -> Any:

@@ -10,7 +10,7 @@ from typing import Literal
 from spintui.errors import CommandFailed, RunError, UsageError
 from spintui.options import SEED, Range, build, option
 from spintui.tui.command_options import (check_new_run_name, headless_option, name_option, options_command,
-                                         runs_dir_option, runs_dir_or_default)
+                                         runs_dir_option, runs_dir_or_default, threshold_option)
 
 
 @dataclass
@@ -41,9 +41,7 @@ class BlocksparseOptions:
                                metavar="FILE")
     compare: str | None = option(None, "Baseline profile run (path, name or 'latest'): mark cases faster or "
                                  "slower; headless exits 1 on regressions.", metavar="RUN")
-    threshold: float | None = option(None, "Noise threshold of --compare as a fraction, 0.5 = 50%.",
-                                     range=Range(0, 10, lo_open=True, hi_open=True),
-                                     default_text="1.25, measured on a shared 2-core CPU")
+    threshold: float | None = threshold_option("1.25, measured on a shared 2-core CPU")
     name: str | None = name_option("date_time_blocksparse")
     runs_dir: Path | None = runs_dir_option()
 

@@ -15,9 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from spintui.errors import CommandFailed, ConfigError, RunError, UsageError
-from spintui.options import Range, build, option
+from spintui.options import build, option
 from spintui.tui.command_options import (check_new_run_name, headless_option, name_option, runs_dir_option,
-                                         runs_dir_or_default)
+                                         runs_dir_or_default, threshold_option)
 
 BENCHMARK = "train"
 
@@ -29,9 +29,7 @@ class ProfileTrainOptions:
                                "file.", metavar="FILE")
     compare: str | None = option(None, "Baseline training profile (path, name or 'latest'): mark operations "
                                  "faster or slower per call; headless exits 1 when one got slower.", metavar="RUN")
-    threshold: float | None = option(None, "Noise threshold of --compare as a fraction, 0.5 = 50%.",
-                                     range=Range(0, 10, lo_open=True, hi_open=True),
-                                     default_text="1.25, as profile blocksparse")
+    threshold: float | None = threshold_option("1.25, as profile blocksparse")
     name: str | None = name_option("date_time_algo_env_seed")
     runs_dir: Path | None = runs_dir_option()
 
