@@ -315,8 +315,9 @@ def test_the_header_names_the_sparse_layers(sparse_runs):
 def test_sac_learns_pendulum_with_half_of_its_hidden_blocks(tmp_path):
     from test_offpolicy import BUDGET, THRESHOLD, best_test_return
 
-    best, steps = best_test_return(tmp_path, "sac", seed=0, hidden_sizes="256,256", block_density=0.5,
-                                   block_size=32)
+    best, steps, first_event = best_test_return(tmp_path, "sac", seed=0, hidden_sizes="256,256",
+                                                block_density=0.5, block_size=32)
+    assert "block-sparse d0.5 b32 hidden layers" in first_event and "PyTorch update" in first_event, first_event
     assert best >= THRESHOLD, f"sparse SAC reached only {best:.1f} in {steps} steps"
     assert steps <= BUDGET
 
