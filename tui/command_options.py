@@ -22,7 +22,7 @@ try:  # typer >= 0.26 vendors click
 except ImportError:  # pragma: no cover - older typer on real click
     from click import get_current_context
 
-from spintui.errors import UsageError
+from spintui.errors import RunError, UsageError
 from spintui.options import (Range, field_type, flag_name, format_default, item_words, option, option_fields,
                              split_type)
 
@@ -117,6 +117,21 @@ def name_option(default_text: str) -> Any:
 
 def headless_option(help: str) -> Any:
     return option(False, help)
+
+
+def compare_baseline(compare: str | None, directory: Path, check: Callable[[Path], Any]) -> Path | None:
+    """The profile run --compare names, resolved before the new run exists (so 'latest' means the previous
+    profile) and passed to `check`; None without --compare."""
+    if compare is None:
+        return None
+    from spintui.profiles.runs import resolve_run
+
+    try:
+        baseline = resolve_run(compare, directory, kind="profile")
+    except RunError as exc:
+        raise UsageError(f"--compare: {exc}") from None
+    check(baseline)
+    return baseline
 
 
 def threshold_option(default_text: str) -> Any:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from spintui.errors import CommandFailed, RunError, UsageError
+from spintui.errors import CommandFailed, UsageError
 from spintui.options import SEED, Range, build, option
-from spintui.tui.command_options import (check_new_run_name, headless_option, name_option, options_command,
-                                         runs_dir_option, runs_dir_or_default, threshold_option)
+from spintui.tui.command_options import (check_new_run_name, compare_baseline, headless_option, name_option,
+                                         options_command, runs_dir_option, runs_dir_or_default, threshold_option)
 
 
 @dataclass
@@ -49,18 +49,11 @@ class BlocksparseOptions:
 def profile_blocksparse(given: dict) -> None:
     """Time block-sparse matmul, softmax and attention kernels against their dense peers (each case checked first)."""
     from spintui.profiles import sweep_config
-    from spintui.profiles.runs import resolve_run
     from spintui.profiles.store import create_run
 
     opts = build(BlocksparseOptions, given)
     directory = runs_dir_or_default(opts.runs_dir)
-    baseline = None
-    if opts.compare is not None:  # before this run exists, so that 'latest' means the previous profile
-        try:
-            baseline = resolve_run(opts.compare, directory, kind="profile")
-        except RunError as exc:
-            raise UsageError(f"--compare: {exc}") from None
-        sweep_config.check_profile_run(baseline)
+    baseline = compare_baseline(opts.compare, directory, sweep_config.check_profile_run)
     check_new_run_name(opts.name, directory)
     json_path = None
     if opts.json is not None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
-from spintui.errors import CommandFailed, ConfigError, RunError, UsageError
+from spintui.errors import CommandFailed, ConfigError, UsageError
 from spintui.options import build, option
-from spintui.tui.command_options import (check_new_run_name, headless_option, name_option, runs_dir_option,
-                                         runs_dir_or_default, threshold_option)
+from spintui.tui.command_options import (check_new_run_name, compare_baseline, headless_option, name_option,
+                                         runs_dir_option, runs_dir_or_default, threshold_option)
 
 BENCHMARK = "train"
 
@@ -72,7 +72,6 @@ def profile_train(algo: str, given: dict) -> None:
     """Train briefly with --trace on and show which operations the update spends its time in."""
     from spintui.algos.config import config_to_dict, make_config
     from spintui.algos.registry import ALGORITHMS
-    from spintui.profiles.runs import resolve_run
     from spintui.profiles.store import create_run
     from spintui.profiles.sweep_config import NOISE_THRESHOLD
     from spintui.tui.train_command import check_runtime
@@ -82,13 +81,7 @@ def profile_train(algo: str, given: dict) -> None:
     spec = ALGORITHMS[algo]
     cfg = make_config(algo, default_values(algo, {k: v for k, v in given.items() if k not in own}))
     directory = runs_dir_or_default(opts.runs_dir)
-    baseline = None
-    if opts.compare is not None:  # before this run exists, so that 'latest' means the previous profile
-        try:
-            baseline = resolve_run(opts.compare, directory, kind="profile")
-        except RunError as exc:
-            raise UsageError(f"--compare: {exc}") from None
-        check_baseline(baseline)
+    baseline = compare_baseline(opts.compare, directory, check_baseline)
     check_new_run_name(opts.name, directory)
     json_path = None
     if opts.json is not None:
