@@ -7,7 +7,7 @@ import pytest
 
 from spintui.profiles.run_writer import RunWriter
 from spintui.profiles.store import create_run
-from spintui.profiles.trace_table import table_rows
+from spintui.profiles.trace_table import VERDICTS, table_rows
 
 
 def test_profile_train_sac_headless_prints_the_table_and_writes_profile_json(tmp_path, spintui):
@@ -27,12 +27,14 @@ def test_profile_train_sac_headless_prints_the_table_and_writes_profile_json(tmp
     again = spintui("profile", "train", "sac", "--env", "Pendulum-v1", "--headless", "--json",
                     str(tmp_path / "again.json"), "--runs-dir", str(runs), "--compare", "latest", "--threshold", "9",
                     "--num-test-episodes", "1")
-    assert again.returncode == 0, again.stderr[-2000:]
+    # The verdicts themselves are timings (tested on fixed tables in test_trace.py); here: their wiring.
     compared = json.loads((tmp_path / "again.json").read_text())
-    assert compared["compare"]["baseline"] == "base" and compared["compare"]["regressions"] == 0
-    verdicts = {r["name"]: r["compare"] for r in compared["cases"]}
-    assert verdicts[compared["cases"][0]["name"]] == "same"  # the largest op, within a 10x threshold
-    assert set(verdicts.values()) <= {"same", "new", "small"}  # ops under 1% of the update are not judged
+    verdicts = [r["compare"] for r in compared["cases"]]
+    slower = verdicts.count("slower")
+    assert compared["compare"]["baseline"] == "base" and compared["compare"]["regressions"] == slower
+    assert again.returncode == (1 if slower else 0), again.stderr[-2000:]
+    assert set(verdicts) <= set(VERDICTS) and verdicts.count("new") < len(verdicts)  # the same ops, matched
+    assert all(r["change"] is not None for r in compared["cases"] if r["compare"] != "new")
     assert "vs base" in again.stdout
 
 
