@@ -105,6 +105,7 @@ def _resume_point(run_dir: Path | str) -> dict:
 def train_run(run_dir: Path | str) -> str:
     """Train the run in `run_dir` in this process; returns the final status."""
     rank, world = _join_process_group()
+    ended_together = False
     try:
         manifest = _from_rank_0(lambda: read_manifest(run_dir), rank, world)
         cfg = config_from_manifest(manifest)
@@ -127,15 +128,21 @@ def train_run(run_dir: Path | str) -> str:
         mirror = start_side_outputs(run_dir, manifest, cfg) if rank == 0 else None
         gpu_log = start_gpu_log(writer, cfg) if rank == 0 else None
         try:
-            return _train(module, cfg, writer, checkpoint, gpu_log)
+            status = _train(module, cfg, writer, checkpoint, gpu_log)
         finally:
             if mirror is not None:
                 mirror.close()  # after the writer's last flush: every record reaches the event file
+        ended_together = world > 1
+        return status
     finally:
         if world > 1:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if ended_together:
+                    # Leave together: a rank that tears down its connections while another still
+                    # finishes its last collective can make gloo abort that rank.
+                    dist.barrier()
                 dist.destroy_process_group()
 
 
