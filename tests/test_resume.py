@@ -224,9 +224,10 @@ def test_readers_drop_what_a_resume_supersedes(tmp_path):
 
 def test_a_run_killed_mid_epoch_resumes_to_its_total_with_each_epoch_once(tmp_path, spintui):
     runs = tmp_path / "runs"
+    # Spinning Up's 256x256 networks: epochs of a second or so, long enough to be caught in the middle
     cmd = [sys.executable, "-m", "spintui", "train", "sac", "--env", "Pendulum-v1", "--steps", "3000",
            "--steps-per-epoch", "600", "--start-steps", "300", "--update-after", "100", "--num-test-episodes", "1",
-           "--hidden-sizes", "32,32", "--threads", "1", "--replay-size", "20000", "--headless", "--name", "k"]
+           "--threads", "1", "--replay-size", "20000", "--headless", "--name", "k"]
     env = {**os.environ, "SPINTUI_RUNS_DIR": str(runs)}
     follower = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = runs / "k"
