@@ -8,11 +8,9 @@ needs no torch, so typos fail fast; only the device and dtype checks import it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, TypeVar
 
 from spintui.errors import ConfigError
-from spintui.profiles.store import read_manifest
 
 T = TypeVar("T")
 
@@ -254,14 +252,3 @@ def resolve_config(*, sizes: str | None = None, blocks: str | None = None, densi
                        min_run_time=grid["min_run_time"] if min_run_time is None else min_run_time, quick=quick,
                        json_path=json_path, compare=compare,
                        threshold=NOISE_THRESHOLD if threshold is None else threshold, ops=ops)
-
-
-def check_profile_run(run_dir: Path | str) -> dict:
-    """The manifest of a blocksparse profile run (--compare's baseline), or ConfigError naming what
-    `run_dir` is instead."""
-    manifest = read_manifest(run_dir)
-    if manifest.get("kind") != "profile" or manifest.get("benchmark") != BENCHMARK:
-        what = manifest.get("algo") or manifest.get("benchmark") or "?"
-        raise ConfigError(f"--compare: {Path(run_dir).name} is a {manifest.get('kind')} run ({what}), "
-                          f"not a blocksparse profile")
-    return manifest

@@ -119,20 +119,33 @@ def headless_option(help: str) -> Any:
     return option(False, help)
 
 
-def compare_baseline(compare: str | None, directory: Path, check: Callable[[Path], Any]) -> Path | None:
+def compare_baseline(compare: str | None, directory: Path, benchmark: str, described: str) -> Path | None:
     """The profile run --compare names, resolved before the new run exists (so 'latest' means the previous
-    profile) and passed to `check`; None without --compare."""
+    profile); it must be a profile of `benchmark` (`described` in the error). None without --compare."""
     if compare is None:
         return None
     from spintui.profiles.runs import resolve_run
+    from spintui.profiles.store import read_manifest
 
     try:
         baseline = resolve_run(compare, directory, kind="profile")
     except RunError as exc:
         raise UsageError(f"--compare: {exc}") from None
-    check(baseline)
+    manifest = read_manifest(baseline)
+    if manifest.get("kind") != "profile" or manifest.get("benchmark") != benchmark:
+        what = manifest.get("algo") or manifest.get("benchmark") or "?"
+        raise UsageError(f"--compare: {baseline.name} is a {manifest.get('kind')} run ({what}), not {described}")
     return baseline
 
+
+def json_output_path(path: Path | None) -> Path | None:
+    """--json FILE as an absolute path, refused unless it names a file in an existing directory."""
+    if path is None:
+        return None
+    path = path.resolve()
+    if path.is_dir() or not path.parent.is_dir():
+        raise UsageError(f"--json: cannot write {path} (not a file in an existing directory)")
+    return path
 
 def threshold_option(default_text: str) -> Any:
     """--threshold of the profile commands' --compare."""

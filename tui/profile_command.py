@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from spintui.errors import CommandFailed, UsageError
+from spintui.errors import CommandFailed
 from spintui.options import SEED, Range, build, option
-from spintui.tui.command_options import (check_new_run_name, compare_baseline, headless_option, name_option,
-                                         options_command, runs_dir_option, runs_dir_or_default, threshold_option)
+from spintui.tui.command_options import (check_new_run_name, compare_baseline, headless_option, json_output_path,
+                                         name_option, options_command, runs_dir_option, runs_dir_or_default,
+                                         threshold_option)
 
 
 @dataclass
@@ -53,13 +54,9 @@ def profile_blocksparse(given: dict) -> None:
 
     opts = build(BlocksparseOptions, given)
     directory = runs_dir_or_default(opts.runs_dir)
-    baseline = compare_baseline(opts.compare, directory, sweep_config.check_profile_run)
+    baseline = compare_baseline(opts.compare, directory, sweep_config.BENCHMARK, "a blocksparse profile")
     check_new_run_name(opts.name, directory)
-    json_path = None
-    if opts.json is not None:
-        json_path = opts.json.resolve()
-        if json_path.is_dir() or not json_path.parent.is_dir():
-            raise UsageError(f"--json: cannot write {json_path} (not a file in an existing directory)")
+    json_path = json_output_path(opts.json)
     cfg = sweep_config.resolve_config(
         sizes=opts.sizes, blocks=opts.blocks, densities=opts.densities, dtypes=opts.dtypes, modes=opts.modes,
         ops=opts.ops,

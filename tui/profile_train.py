@@ -14,10 +14,10 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
-from spintui.errors import CommandFailed, ConfigError, UsageError
+from spintui.errors import CommandFailed, ConfigError
 from spintui.options import build, option
-from spintui.tui.command_options import (check_new_run_name, compare_baseline, headless_option, name_option,
-                                         runs_dir_option, runs_dir_or_default, threshold_option)
+from spintui.tui.command_options import (check_new_run_name, compare_baseline, headless_option, json_output_path,
+                                         name_option, runs_dir_option, runs_dir_or_default, threshold_option)
 
 BENCHMARK = "train"
 
@@ -57,17 +57,6 @@ def default_values(algo: str, values: dict) -> dict:
     return values
 
 
-def check_baseline(run_dir: Path) -> dict:
-    from spintui.profiles.store import read_manifest
-
-    manifest = read_manifest(run_dir)
-    if manifest.get("kind") != "profile" or manifest.get("benchmark") != BENCHMARK:
-        what = manifest.get("algo") or manifest.get("benchmark") or "?"
-        raise UsageError(f"--compare: {run_dir.name} is a {manifest.get('kind')} run ({what}), not a training "
-                         f"profile (spintui profile train)")
-    return manifest
-
-
 def profile_train(algo: str, given: dict) -> None:
     """Train briefly with --trace on and show which operations the update spends its time in."""
     from spintui.algos.config import config_to_dict, make_config
@@ -81,13 +70,9 @@ def profile_train(algo: str, given: dict) -> None:
     spec = ALGORITHMS[algo]
     cfg = make_config(algo, default_values(algo, {k: v for k, v in given.items() if k not in own}))
     directory = runs_dir_or_default(opts.runs_dir)
-    baseline = compare_baseline(opts.compare, directory, check_baseline)
+    baseline = compare_baseline(opts.compare, directory, BENCHMARK, "a training profile (spintui profile train)")
     check_new_run_name(opts.name, directory)
-    json_path = None
-    if opts.json is not None:
-        json_path = opts.json.resolve()
-        if json_path.is_dir() or not json_path.parent.is_dir():
-            raise UsageError(f"--json: cannot write {json_path} (not a file in an existing directory)")
+    json_path = json_output_path(opts.json)
     check_runtime(spec, cfg)
     threshold = opts.threshold if opts.threshold is not None else NOISE_THRESHOLD
     compare = None if baseline is None else {"baseline": str(baseline.resolve()), "threshold": threshold}
