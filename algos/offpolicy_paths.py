@@ -11,7 +11,6 @@ All three start from the same losses (offpolicy_losses.py) and are held equal by
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
 import shutil
@@ -174,46 +173,3 @@ def stack(outs: list[dict]) -> dict:
     return {key: torch.stack([o[key] for o in outs if key in o]) for key in outs[0]}
 
 
-class Acting:
-    """Where the agent picks its actions: the actor itself, or on CUDA a CPU copy of it when that was
-    measured faster (one observation at a time, a GPU pays a launch and a copy back per step). The
-    copy follows the actor after each update block (`refresh`)."""
-
-    def __init__(self, actor, device: torch.device, obs_dim: int):
-        self.actor, self.module, self.device = actor, actor, device
-        self.timings: tuple[float, float] | None = None
-        if device.type == "cuda":
-            cpu = copy.deepcopy(actor).to("cpu")
-            on_device = time_acting(actor, device, obs_dim)
-            on_cpu = time_acting(cpu, torch.device("cpu"), obs_dim)
-            self.timings = (on_device, on_cpu)
-            if on_cpu < on_device:
-                self.module, self.device = cpu, torch.device("cpu")
-
-    @torch.no_grad()
-    def refresh(self) -> None:
-        if self.module is not self.actor:
-            for mine, theirs in zip(self.module.parameters(), self.actor.parameters()):
-                mine.copy_(theirs)
-
-    def describe(self) -> str:
-        if self.timings is None:
-            return ""
-        where = "a CPU copy of the actor" if self.module is not self.actor else "the actor on the GPU"
-        return (f"; acting with {where} ({self.timings[0] * 1e6:.0f} us per action on the GPU, "
-                f"{self.timings[1] * 1e6:.0f} us on the CPU)")
-
-
-@torch.inference_mode()
-def time_acting(actor, device: torch.device, obs_dim: int, n: int = 200) -> float:
-    """Seconds per action of `actor` on one observation from numpy, its action back in numpy (median of 3)."""
-    import numpy as np
-
-    obs = np.zeros(obs_dim, dtype=np.float32)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(n):
-            actor.mode(torch.as_tensor(obs, device=device).unsqueeze(0))[0].cpu().numpy()
-        times.append((time.perf_counter() - start) / n)
-    return sorted(times)[1]

@@ -26,6 +26,7 @@ from spintui.algos import offpolicy_losses as losses
 from spintui.algos import offpolicy_paths
 from spintui.algos.config import SACConfig
 from spintui.algos.offpolicy import run_off_policy
+from spintui.algos.offpolicy_acting import Acting
 from spintui.algos.offpolicy_nets import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
                                           saved_policy, target_copy)
 from spintui.algos.sparse_layers import SparseSpec, sparse_spec
@@ -73,7 +74,7 @@ class SAC:
             self.alpha = self.log_alpha.detach().exp()
         else:
             self.alpha = torch.tensor(float(cfg.alpha), device=device)
-        self.acting = offpolicy_paths.Acting(self.actor, device, obs_dim)
+        self.acting = Acting(self.actor, device, obs_dim, squashed=True)
         self.update_path = offpolicy_paths.choose(cfg.update, device, cfg.hidden_sizes, sparse is not None)
         self.native = self.update_path.name == "native"
         self.compiled = None
@@ -86,11 +87,8 @@ class SAC:
                                               target=list(self.critic_targ.parameters()))
 
     # -- acting --------------------------------------------------------------------------------
-    @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.acting.device).unsqueeze(0)
-        action, _ = self.acting.module(obs_t, deterministic=deterministic, with_logprob=False)
-        return action[0].cpu().numpy()
+        return self.acting.policy(obs, deterministic)
 
     # -- learning ------------------------------------------------------------------------------
     def update(self, obs, act, rew, next_obs, done) -> dict[str, torch.Tensor]:

@@ -29,6 +29,7 @@ from spintui.algos import offpolicy_losses as losses
 from spintui.algos import offpolicy_paths
 from spintui.algos.config import DDPGConfig, TD3Config
 from spintui.algos.offpolicy import run_off_policy
+from spintui.algos.offpolicy_acting import Acting
 from spintui.algos.offpolicy_nets import (MLP, QEnsemble, action_bounds, adam, frozen, minimize, polyak_update,
                                           saved_policy, target_copy)
 from spintui.algos.sparse_layers import SparseSpec, sparse_spec
@@ -70,7 +71,7 @@ class TD3:
         self.layouts = losses.Layouts(self.actor.pi.layouts, self.critic.layouts)
         self.pi_optimizer = adam(self.actor.parameters(), cfg.pi_lr)
         self.q_optimizer = adam(self.critic.parameters(), cfg.q_lr)
-        self.acting = offpolicy_paths.Acting(self.actor, device, obs_dim)
+        self.acting = Acting(self.actor, device, obs_dim, squashed=False)
         self.update_path = offpolicy_paths.choose(cfg.update, device, cfg.hidden_sizes, sparse is not None)
         self.native = native.DeterministicAgentViews(
             self.actor, self.actor_targ, self.pi_optimizer, self.critic, self.critic_targ, self.q_optimizer,
@@ -82,10 +83,8 @@ class TD3:
                                                                         self.policy_delay)
 
     # -- acting --------------------------------------------------------------------------------
-    @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.acting.device).unsqueeze(0)
-        action = self.acting.module(obs_t)[0].cpu().numpy()
+        action = self.acting.policy(obs)
         if deterministic:
             return action
         action = action + self.cfg.act_noise * np.random.randn(*action.shape)

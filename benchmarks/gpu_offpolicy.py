@@ -110,7 +110,7 @@ def main() -> None:
         raise SystemExit("no CUDA device: this benchmark measures the GPU path")
     import gymnasium as gym
 
-    from spintui.algos.offpolicy_paths import time_acting
+    from spintui.algos.offpolicy_acting import TorchActor, cpu_policy, time_acting
 
     device = torch.device("cuda")
     env = gym.make(args.env)
@@ -128,9 +128,9 @@ def main() -> None:
         print(f"{algo} statistics, eager vs compiled, same draws: largest relative difference "
               f"{largest_difference(algo, env, device):.2e}", flush=True)
         obs_dim = env.observation_space.shape[0]
-        cpu_actor = eager.actor.to("cpu")
-        on_gpu = time_acting(compiled.actor, device, obs_dim)
-        on_cpu = time_acting(cpu_actor, torch.device("cpu"), obs_dim)
+        squashed = algo == "sac"
+        on_gpu = time_acting(TorchActor(compiled.actor, device, squashed), obs_dim)
+        on_cpu = time_acting(cpu_policy(eager.actor.to("cpu"), squashed), obs_dim)
         print(f"{algo} acting: {on_gpu * 1e6:.0f} us per action on the GPU, {on_cpu * 1e6:.0f} us with a CPU copy "
               f"({'CPU copy' if on_cpu < on_gpu else 'GPU'} faster)", flush=True)
         fast = train(algo, args.env, "compile", args.steps)
