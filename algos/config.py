@@ -40,7 +40,8 @@ class RunConfig:
                                range=AT_LEAST_1, default_text="epochs x steps_per_epoch")
     device: Device = option("auto", "Where networks run: auto (cuda if available), cpu or cuda.")
     threads: int | None = option(None, "torch CPU threads.", range=Range(1, 1024),
-                                 default_text="1 for ddpg/td3/sac, torch's choice otherwise")
+                                 default_text="torch's choice for a run of its own; in an "
+                                 "experiment, the cores shared among the runs at once")
     tensorboard: Path | None = option(None, "Mirror the run into TensorBoard event files under DIR/RUN while "
                                       "it trains (needs the tensorboard extra).", metavar="DIR", grid=False)
     block_density: float = option(1.0, "Fraction of blocks kept in every hidden-to-hidden weight matrix (actor, "

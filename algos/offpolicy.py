@@ -90,10 +90,7 @@ def run_off_policy(cfg: OffPolicyConfig, run, algo: str, make_agent: Callable, r
     each statistic is logged. `resume`: a checkpoint to continue from (algos/resume.py).
     """
     device = resolve_device(cfg.device)
-    # Matmuls of batch 100 through 256-wide layers gain nothing from a second CPU thread, and an
-    # intra-op thread pool collapses when the cores are shared (measured here: 197 -> 9 steps/s with
-    # two threads beside a test run), so one thread unless --threads says otherwise.
-    set_threads(cfg.threads if cfg.threads is not None else 1)
+    set_threads(cfg.threads)
     set_seed(cfg.seed)
     env = make_box_env(algo, cfg.env, env_kwargs=cfg.env_kwargs)
     test_env = make_box_env(algo, cfg.env, env_kwargs=cfg.env_kwargs)

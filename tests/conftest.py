@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The test workers share this machine's cores: every trainer a test starts takes one torch thread, as an
+# experiment gives its runs (a run of its own takes torch's choice, tested with this variable removed).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 @pytest.fixture(autouse=True)
 def viewer_cache(tmp_path_factory, monkeypatch):
     """Viewers (and the CLIs tests start) keep their parse cache in a directory of the test's own."""

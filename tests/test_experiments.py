@@ -20,7 +20,8 @@ SHORT = ["--env", "Pendulum-v1", "--threads", "1", "--steps-per-epoch", "100", "
 
 
 def test_a_seed_and_gamma_grid_runs_as_one_experiment(tmp_path, spintui):
-    out = spintui("train", "sac", *SHORT, "--steps", "200", "--seed", "0,1", "--gamma", "0.98,0.99",
+    unthreaded = [a for i, a in enumerate(SHORT) if "--threads" not in SHORT[max(0, i - 1):i + 1]]
+    out = spintui("train", "sac", *unthreaded, "--steps", "200", "--seed", "0,1", "--gamma", "0.98,0.99",
                   "--parallel", "2", "--name", "grid", "--headless", runs_dir=tmp_path / "runs")
     assert out.returncode == 0, out.stderr
     exp_dir = tmp_path / "runs" / "grid"
@@ -34,8 +35,32 @@ def test_a_seed_and_gamma_grid_runs_as_one_experiment(tmp_path, spintui):
         assert manifest["status"] == "finished" and manifest["progress"]["step"] == 200
         assert manifest["config"]["gamma"] == run["values"]["gamma"]
         assert manifest["config"]["seed"] == run["values"]["seed"] and manifest["experiment"] == "grid"
+        assert manifest["config"]["threads"] == max(1, (os.cpu_count() or 1) // 2)  # the cores shared by 2
     assert experiment_status(exp_dir) == "finished"
     assert out.stdout.count(": finished at step 200") == 4 and "grid: finished (4 finished)" in out.stdout
+
+
+def test_runs_without_threads_share_the_cores_and_a_run_of_its_own_takes_torchs_choice(tmp_path, spintui, monkeypatch):
+    from spintui.algos.config import make_config
+    from spintui.tui.experiment_command import share_cores
+
+    cores = os.cpu_count() or 1
+    configs = [make_config("sac", {"env": "Pendulum-v1", "seed": s}) for s in range(3)]
+    configs.append(make_config("sac", {"env": "Pendulum-v1", "threads": 3}))
+    assert [c.threads for c in share_cores(configs, 1, ray=False)] == [cores] * 3 + [3]
+    assert [c.threads for c in share_cores(configs, 2 * cores, ray=False)] == [1] * 3 + [3]
+    assert [c.threads for c in share_cores(configs, 1, ray=True)] == [1] * 3 + [3]
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    torch_choice = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    short = [a for i, a in enumerate(SHORT) if "--threads" not in SHORT[max(0, i - 1):i + 1]]
+    out = spintui("train", "td3", *short, "--steps", "100", "--name", "alone", "--headless",
+                  runs_dir=tmp_path / "runs")
+    assert out.returncode == 0, out.stderr
+    events = (tmp_path / "runs" / "alone" / "metrics.jsonl").read_text()
+    assert f"torch threads {torch_choice}," in events
 
 
 def test_runs_wait_queued_and_ctrl_c_stops_every_run_cleanly(tmp_path):

@@ -8,6 +8,7 @@ cleanly (each saves a final checkpoint).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -24,6 +25,13 @@ def default_parallel(configs) -> int:
     """As many runs as the cores allow at each run's threads (one when a run does not say)."""
     per_run = max((int(c.threads or 1) * int(getattr(c, "nproc", 1) or 1)) for c in configs)
     return max(1, (os.cpu_count() or 1) // per_run)
+
+
+def share_cores(configs, parallel: int, ray: bool) -> list:
+    """Spinning Up's rule for runs that do not set --threads: the cores split evenly among the runs that
+    run at once (on Ray, the one CPU such a run asks for). Recorded in each run's config."""
+    threads = 1 if ray else max(1, (os.cpu_count() or 1) // parallel)
+    return [c if c.threads is not None else dataclasses.replace(c, threads=threads) for c in configs]
 
 
 def experiment_name(algo: str, configs) -> str:
@@ -43,6 +51,7 @@ def start_experiment(spec, opts, runs_dir: Path, varying: list[str], grid: dict,
 
         check_cluster(opts.ray, runs_dir, [config_to_dict(c) for c in configs])
     parallel = opts.parallel or default_parallel(configs)
+    configs = share_cores(configs, parallel, opts.ray is not None)
     name = opts.name or experiment_name(spec.name, configs)
     exp_dir = create_experiment(
         runs_dir, name, algo=spec.name, varying=varying,
