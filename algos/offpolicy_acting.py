@@ -41,8 +41,7 @@ class NumpyActor:
 
     def refresh(self) -> None:
         """Take views of the actor's current parameter memory (again after anything may have replaced it)."""
-        mlp = self.actor.net if self.squashed else self.actor.pi
-        self.params = [p.detach().numpy() for p in mlp.params]
+        self.params = [p.detach().numpy() for p in policy_mlp(self.actor, self.squashed).params]
         self.scale = self.actor.act_scale.numpy()
         self.center = self.actor.act_center.numpy()
         self.act_dim = self.scale.shape[0]
@@ -78,8 +77,13 @@ class TorchActor:
         return action[0].cpu().numpy()
 
 
+def policy_mlp(actor: torch.nn.Module, squashed: bool):
+    """The actor's MLP: SAC's outputs mean and log-std (`net`), DDPG's and TD3's mu(o) (`pi`)."""
+    return actor.net if squashed else actor.pi
+
+
 def is_dense(actor: torch.nn.Module, squashed: bool) -> bool:
-    layouts = (actor.net if squashed else actor.pi).layouts
+    layouts = policy_mlp(actor, squashed).layouts
     return not any(layout is not None for layout in (layouts or ()))
 
 

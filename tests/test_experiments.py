@@ -15,13 +15,13 @@ import pytest
 from spintui.profiles.experiments import experiment_status, read_experiment, run_statuses
 from spintui.profiles.store import read_manifest
 
-SHORT = ["--env", "Pendulum-v1", "--threads", "1", "--steps-per-epoch", "100", "--num-test-episodes", "1",
-         "--max-ep-len", "50", "--hidden-sizes", "16,16", "--start-steps", "50", "--update-after", "50"]
+UNTHREADED = ["--env", "Pendulum-v1", "--steps-per-epoch", "100", "--num-test-episodes", "1",
+              "--max-ep-len", "50", "--hidden-sizes", "16,16", "--start-steps", "50", "--update-after", "50"]
+SHORT = ["--threads", "1", *UNTHREADED]
 
 
 def test_a_seed_and_gamma_grid_runs_as_one_experiment(tmp_path, spintui):
-    unthreaded = [a for i, a in enumerate(SHORT) if "--threads" not in SHORT[max(0, i - 1):i + 1]]
-    out = spintui("train", "sac", *unthreaded, "--steps", "200", "--seed", "0,1", "--gamma", "0.98,0.99",
+    out = spintui("train", "sac", *UNTHREADED, "--steps", "200", "--seed", "0,1", "--gamma", "0.98,0.99",
                   "--parallel", "2", "--name", "grid", "--headless", runs_dir=tmp_path / "runs")
     assert out.returncode == 0, out.stderr
     exp_dir = tmp_path / "runs" / "grid"
@@ -55,8 +55,7 @@ def test_runs_without_threads_share_the_cores_and_a_run_of_its_own_takes_torchs_
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     torch_choice = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
                                   capture_output=True, text=True, check=True).stdout.strip()
-    short = [a for i, a in enumerate(SHORT) if "--threads" not in SHORT[max(0, i - 1):i + 1]]
-    out = spintui("train", "td3", *short, "--steps", "100", "--name", "alone", "--headless",
+    out = spintui("train", "td3", *UNTHREADED, "--steps", "100", "--name", "alone", "--headless",
                   runs_dir=tmp_path / "runs")
     assert out.returncode == 0, out.stderr
     events = (tmp_path / "runs" / "alone" / "metrics.jsonl").read_text()
